@@ -1,0 +1,147 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// config is everything run needs to know, from flags and environment.
+type config struct {
+	listen, proxy     string
+	logFormat         string
+	logFlushInterval  time.Duration
+	version           bool
+	maxBodyBytes      int64
+	readHeaderTimeout time.Duration
+	readTimeout       time.Duration
+	writeTimeout      time.Duration
+	idleTimeout       time.Duration
+	maxHeaderBytes    int
+	shutdownTimeout   time.Duration
+	debugListen       string
+	proxyConfig
+}
+
+// usageError is a mistake on the command line or in the environment; main
+// exits 2 for it.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// envName is the environment variable that sets a flag when the command
+// line does not: -proxy.attempt-timeout → STRINGSVC_PROXY_ATTEMPT_TIMEOUT.
+func envName(flagName string) string {
+	return "STRINGSVC_" + strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(flagName))
+}
+
+// parseConfig reads the flags, with environment variables as fallbacks. For
+// -h it prints the usage to stdout and returns flag.ErrHelp.
+func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (config, error) {
+	var cfg config
+	fs := flag.NewFlagSet("stringsvc", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are returned as one line, not printed with the usage
+	fs.StringVar(&cfg.listen, "listen", ":8080", "HTTP listen address")
+	fs.StringVar(&cfg.proxy, "proxy", "", "comma-separated instances to forward /uppercase to (host:port or http://host:port[/path]); empty serves locally")
+	fs.StringVar(&cfg.logFormat, "log.format", "logfmt", "log format: logfmt or json")
+	fs.DurationVar(&cfg.logFlushInterval, "log.flush-interval", 100*time.Millisecond, "how often buffered log lines are written out (all are written on shutdown)")
+	fs.BoolVar(&cfg.version, "version", false, "print the version and exit")
+	fs.Int64Var(&cfg.maxBodyBytes, "http.max-body-bytes", 1<<20, "largest request body accepted; larger gets 413")
+	fs.DurationVar(&cfg.readHeaderTimeout, "http.read-header-timeout", 5*time.Second, "time allowed to read request headers")
+	fs.DurationVar(&cfg.readTimeout, "http.read-timeout", 10*time.Second, "time allowed to read a whole request")
+	fs.DurationVar(&cfg.writeTimeout, "http.write-timeout", 10*time.Second, "time allowed from the end of the request headers to the end of the response")
+	fs.DurationVar(&cfg.idleTimeout, "http.idle-timeout", 60*time.Second, "how long an idle keep-alive connection stays open")
+	fs.IntVar(&cfg.maxHeaderBytes, "http.max-header-bytes", 64<<10, "largest request header block accepted")
+	fs.DurationVar(&cfg.shutdownTimeout, "shutdown.timeout", 10*time.Second, "how long in-flight requests may run after SIGINT/SIGTERM")
+	fs.StringVar(&cfg.debugListen, "debug.listen", "", "address serving net/http/pprof (e.g. 127.0.0.1:6060); empty disables it")
+	fs.StringVar(&cfg.Balancer, "proxy.balancer", "roundrobin", "load balancer: roundrobin or random")
+	fs.IntVar(&cfg.Attempts, "proxy.attempts", 3, "attempts per proxied request (first try included)")
+	fs.DurationVar(&cfg.AttemptTimeout, "proxy.attempt-timeout", 100*time.Millisecond, "time allowed to one attempt")
+	fs.DurationVar(&cfg.Timeout, "proxy.timeout", 500*time.Millisecond, "time allowed to all attempts of a request together")
+	fs.Float64Var(&cfg.QPS, "proxy.qps", 10000, "requests per second per instance (0: unlimited); past it, requests go to another instance")
+	fs.IntVar(&cfg.Burst, "proxy.burst", 1000, "requests per instance allowed at once above -proxy.qps")
+	fs.Func("proxy.breaker.failures", "consecutive failures that open an instance's breaker (default 5)", uintFlag(&cfg.BreakerFailures))
+	cfg.BreakerFailures = 5
+	fs.Float64Var(&cfg.BreakerRatio, "proxy.breaker.ratio", 0.5, "failure ratio that opens a breaker, once -proxy.breaker.min-requests were seen")
+	fs.Func("proxy.breaker.min-requests", "requests in an interval before -proxy.breaker.ratio applies (default 20)", uintFlag(&cfg.BreakerMinRequests))
+	cfg.BreakerMinRequests = 20
+	fs.DurationVar(&cfg.BreakerInterval, "proxy.breaker.interval", 10*time.Second, "window after which a closed breaker forgets its counts (0: never)")
+	fs.DurationVar(&cfg.BreakerCooldown, "proxy.breaker.cooldown", 5*time.Second, "how long a breaker stays open before it lets one probe through")
+	fs.IntVar(&cfg.MaxIdleConnsPerHost, "proxy.max-idle-conns", 256, "kept-alive connections per instance")
+
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v := getenv(envName(f.Name)); v != "" && envErr == nil {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("%s=%q: %w", envName(f.Name), v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return cfg, usageError{envErr}
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(fs, stdout)
+			return cfg, err
+		}
+		return cfg, usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return cfg, usageError{fmt.Errorf("unexpected argument %q (flags only; see -h)", fs.Arg(0))}
+	}
+	if err := cfg.validate(); err != nil {
+		return cfg, usageError{err}
+	}
+	return cfg, nil
+}
+
+func (cfg config) validate() error {
+	switch {
+	case cfg.logFormat != "logfmt" && cfg.logFormat != "json":
+		return fmt.Errorf("-log.format %q: want logfmt or json", cfg.logFormat)
+	case cfg.logFlushInterval <= 0:
+		return errors.New("-log.flush-interval must be positive")
+	case cfg.maxBodyBytes < 1:
+		return errors.New("-http.max-body-bytes: want at least 1")
+	case cfg.maxHeaderBytes < 1:
+		return errors.New("-http.max-header-bytes: want at least 1")
+	case cfg.shutdownTimeout <= 0:
+		return errors.New("-shutdown.timeout must be positive")
+	case cfg.Balancer != "roundrobin" && cfg.Balancer != "random":
+		return fmt.Errorf("-proxy.balancer %q: want roundrobin or random", cfg.Balancer)
+	}
+	if cfg.proxy == "" {
+		return nil
+	}
+	if _, err := splitInstances(cfg.proxy); err != nil {
+		return fmt.Errorf("-proxy: %w", err)
+	}
+	return validateProxyConfig(cfg.proxyConfig)
+}
+
+func uintFlag(p *uint32) func(string) error {
+	return func(s string) error {
+		v, err := strconv.ParseUint(s, 10, 32)
+		if err != nil {
+			return fmt.Errorf("want a whole number, got %q", s)
+		}
+		*p = uint32(v)
+		return nil
+	}
+}
+
+func printUsage(fs *flag.FlagSet, w io.Writer) {
+	fmt.Fprintf(w, "Usage: stringsvc [flags]\n\n"+
+		"Serves /uppercase and /count; with -proxy, forwards /uppercase to other instances.\n"+
+		"Every flag can also be set in the environment: -proxy.attempt-timeout as %s.\n\n",
+		envName("proxy.attempt-timeout"))
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+}

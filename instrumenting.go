@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics holds every collector the program exports, registered on the
+// registry run creates (never the global one, so run can be called twice).
+// The middlewares resolve label values once, when they are built, so a
+// request costs no label lookup.
+type metrics struct {
+	requests     *prometheus.CounterVec
+	duration     *prometheus.HistogramVec
+	countResult  prometheus.Histogram
+	upstream     *prometheus.CounterVec
+	retries      prometheus.Counter
+	limited      *prometheus.CounterVec
+	breakerState *prometheus.GaugeVec
+	instances    prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stringsvc_requests_total",
+			Help: "Requests served, by method and whether they returned an error.",
+		}, []string{"method", "error"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "stringsvc_request_duration_seconds",
+			Help:    "Time to serve a request, in seconds, by method and whether it returned an error.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"method", "error"}),
+		countResult: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "stringsvc_count_result",
+			Help:    "The value each count method call returned, in code points.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 10),
+		}),
+		upstream: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stringsvc_upstream_requests_total",
+			Help: "Proxied attempts per instance, by outcome: success, business_error, error, timeout, canceled, breaker_open.",
+		}, []string{"instance", "outcome"}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "stringsvc_upstream_retries_total",
+			Help: "Proxied attempts made after a failed one.",
+		}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stringsvc_upstream_limited_total",
+			Help: "Proxied calls an instance's rate limiter refused (they moved on to another instance).",
+		}, []string{"instance"}),
+		breakerState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "stringsvc_upstream_breaker_state",
+			Help: "Circuit breaker state per instance: 0 closed, 1 half-open, 2 open.",
+		}, []string{"instance"}),
+		instances: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "stringsvc_upstream_instances",
+			Help: "Instances the proxy currently knows.",
+		}),
+	}
+	reg.MustRegister(
+		m.requests, m.duration, m.countResult,
+		m.upstream, m.retries, m.limited, m.breakerState, m.instances,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+// requestObserver counts and times the calls of one method with one
+// error-label value.
+type requestObserver struct {
+	count    prometheus.Counter
+	duration prometheus.Observer
+}
+
+func (m *metrics) requestObserver(method string, failed bool) requestObserver {
+	failedLabel := strconv.FormatBool(failed)
+	return requestObserver{
+		count:    m.requests.WithLabelValues(method, failedLabel),
+		duration: m.duration.WithLabelValues(method, failedLabel),
+	}
+}
+
+func (o requestObserver) observe(begin time.Time) {
+	o.count.Inc()
+	o.duration.Observe(time.Since(begin).Seconds())
+}
+
+// instrumentingMiddleware records request count and latency per method and
+// error, and the distribution of Count's results.
+type instrumentingMiddleware struct {
+	uppercaseOK, uppercaseFailed requestObserver
+	count                        requestObserver
+	countResult                  prometheus.Observer
+	next                         StringService
+}
+
+func newInstrumentingMiddleware(m *metrics) ServiceMiddleware {
+	return func(next StringService) StringService {
+		return instrumentingMiddleware{
+			uppercaseOK:     m.requestObserver("uppercase", false),
+			uppercaseFailed: m.requestObserver("uppercase", true),
+			count:           m.requestObserver("count", false),
+			countResult:     m.countResult,
+			next:            next,
+		}
+	}
+}
+
+func (mw instrumentingMiddleware) Uppercase(ctx context.Context, s string) (output string, err error) {
+	defer func(begin time.Time) {
+		if err != nil {
+			mw.uppercaseFailed.observe(begin)
+			return
+		}
+		mw.uppercaseOK.observe(begin)
+	}(time.Now())
+	return mw.next.Uppercase(ctx, s)
+}
+
+func (mw instrumentingMiddleware) Count(ctx context.Context, s string) (n int) {
+	defer func(begin time.Time) {
+		mw.count.observe(begin)
+		mw.countResult.Observe(float64(n))
+	}(time.Now())
+	return mw.next.Count(ctx, s)
+}

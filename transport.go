@@ -1,0 +1,212 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/go-kit/kit/endpoint"
+	httptransport "github.com/go-kit/kit/transport/http"
+)
+
+// uppercaseRequest is the body of /uppercase, as in go-kit's stringsvc3.
+type uppercaseRequest struct {
+	S string `json:"s"`
+}
+
+// uppercaseResponse is the body /uppercase answers with. Err carries a
+// business error on the wire (stringsvc3's dialect); err carries it in process.
+type uppercaseResponse struct {
+	V   string `json:"v"`
+	Err string `json:"err,omitempty"`
+	err error
+}
+
+// Failed implements endpoint.Failer.
+func (r uppercaseResponse) Failed() error { return r.err }
+
+// countRequest is the body of /count.
+type countRequest struct {
+	S string `json:"s"`
+}
+
+// countResponse is the body /count answers with.
+type countResponse struct {
+	V int `json:"v"`
+}
+
+// errorResponse is the error body of every route but /uppercase.
+type errorResponse struct {
+	Err string `json:"err"`
+}
+
+func makeUppercaseEndpoint(svc StringService) endpoint.Endpoint {
+	return func(ctx context.Context, request any) (any, error) {
+		req := request.(uppercaseRequest)
+		v, err := svc.Uppercase(ctx, req.S)
+		return uppercaseResponse{V: v, err: err}, nil
+	}
+}
+
+func makeCountEndpoint(svc StringService) endpoint.Endpoint {
+	return func(ctx context.Context, request any) (any, error) {
+		req := request.(countRequest)
+		return countResponse{V: svc.Count(ctx, req.S)}, nil
+	}
+}
+
+func decodeUppercaseRequest(_ context.Context, r *http.Request) (any, error) {
+	var req uppercaseRequest
+	if err := decodeJSON(r.Body, &req); err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+func decodeCountRequest(_ context.Context, r *http.Request) (any, error) {
+	var req countRequest
+	if err := decodeJSON(r.Body, &req); err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+// decodeJSON decodes exactly one JSON object from body into v. Anything the
+// client got wrong becomes a badRequestError; a body over the limit set by
+// limitBody stays an *http.MaxBytesError.
+func decodeJSON(body io.Reader, v any) error {
+	dec := json.NewDecoder(body)
+	err := dec.Decode(v)
+	if err == nil {
+		if _, tokErr := dec.Token(); tokErr != io.EOF {
+			err = errors.New("unexpected data after the JSON object")
+		}
+	}
+	if err == nil {
+		return nil
+	}
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return err
+	}
+	return badRequestError{err: err}
+}
+
+// encodeResponse writes a response as JSON, or, when the response carries a
+// business error (endpoint.Failer), the error body and status for it.
+func (ee errorEncoder) encodeResponse(ctx context.Context, w http.ResponseWriter, response any) error {
+	if f, ok := response.(endpoint.Failer); ok && f.Failed() != nil {
+		ee.encode(ctx, f.Failed(), w)
+		return nil
+	}
+	return httptransport.EncodeJSONResponse(ctx, w, response)
+}
+
+// errorEncoder writes errors as JSON with the status errorStatus chooses.
+// For 5xx the client gets a short, safe message; the full error is logged
+// once, by loggingMiddleware, which every 5xx passes through (decoding,
+// the only step before it, fails with 4xx only).
+type errorEncoder struct {
+	// withV adds "v":"" to the body, as stringsvc3's /uppercase errors have.
+	withV bool
+}
+
+func (ee errorEncoder) encode(_ context.Context, err error, w http.ResponseWriter) {
+	status := errorStatus(err)
+	msg := err.Error()
+	if status >= 500 || status == statusClientClosedRequest {
+		msg = statusMessage(status)
+	}
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	var body any = errorResponse{Err: msg}
+	if ee.withV {
+		body = uppercaseResponse{Err: msg}
+	}
+	writeJSON(w, status, body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, body any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(body) // the status is sent; a failed write has no one to tell
+}
+
+// newHTTPHandler returns the service's routes:
+//
+//	POST /uppercase  {"s":"hello"} → {"v":"HELLO"}        (GET with a body too, as stringsvc3's proxy sends)
+//	POST /count      {"s":"abc"}   → {"v":3}              (GET with a body too)
+//	GET  /metrics    Prometheus text format
+//	GET  /healthz    200 while the process runs
+//	GET  /readyz     200 when ready to serve, 503 otherwise
+//	anything else    404 {"err":"not found"}; a known path with another method: 405 with Allow
+func newHTTPHandler(uppercase, count endpoint.Endpoint, ready func() bool, metrics http.Handler,
+	maxBodyBytes int64) http.Handler {
+	upperErrors := errorEncoder{withV: true}
+	countErrors := errorEncoder{}
+	mux := http.NewServeMux()
+	mux.Handle("/uppercase", allowMethods(limitBody(maxBodyBytes, httptransport.NewServer(
+		uppercase, decodeUppercaseRequest, upperErrors.encodeResponse,
+		httptransport.ServerErrorEncoder(upperErrors.encode),
+	)), http.MethodPost, http.MethodGet))
+	mux.Handle("/count", allowMethods(limitBody(maxBodyBytes, httptransport.NewServer(
+		count, decodeCountRequest, countErrors.encodeResponse,
+		httptransport.ServerErrorEncoder(countErrors.encode),
+	)), http.MethodPost, http.MethodGet))
+	mux.Handle("/metrics", allowMethods(metrics, http.MethodGet))
+	mux.Handle("/healthz", allowMethods(http.HandlerFunc(handleHealthz), http.MethodGet))
+	mux.Handle("/readyz", allowMethods(handleReadyz(ready), http.MethodGet))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		countErrors.encode(r.Context(), errNotFound, w)
+	})
+	return mux
+}
+
+// allowMethods answers 405 with an Allow header and a JSON body for any
+// method not listed (HEAD is allowed wherever GET is).
+func allowMethods(next http.Handler, methods ...string) http.Handler {
+	allow := methods[0]
+	for _, m := range methods[1:] {
+		allow += ", " + m
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, m := range methods {
+			if r.Method == m || (r.Method == http.MethodHead && m == http.MethodGet) {
+				next.ServeHTTP(w, r)
+				return
+			}
+		}
+		w.Header().Set("Allow", allow)
+		errorEncoder{}.encode(r.Context(), errMethodNotAllowed, w)
+	})
+}
+
+// limitBody caps the request body at max bytes; reading past it fails with
+// *http.MaxBytesError, which errorStatus maps to 413.
+func limitBody(max int64, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, max)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// badRequestError is a request the client got wrong: malformed JSON, a field
+// of the wrong type, trailing data.
+type badRequestError struct{ err error }
+
+func (e badRequestError) Error() string {
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(e.err, &typeErr) {
+		return fmt.Sprintf("malformed request: field %q must be a %s, not %s", typeErr.Field, typeErr.Type, typeErr.Value)
+	}
+	if errors.Is(e.err, io.EOF) {
+		return "malformed request: empty body, want a JSON object"
+	}
+	return "malformed request: " + e.err.Error()
+}
+
+func (e badRequestError) Unwrap() error { return e.err }
