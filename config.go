@@ -15,6 +15,7 @@ type config struct {
 	listen, proxy     string
 	logFormat         string
 	logFlushInterval  time.Duration
+	logRequests       bool
 	version           bool
 	maxBodyBytes      int64
 	readHeaderTimeout time.Duration
@@ -49,6 +50,7 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	fs.StringVar(&cfg.listen, "listen", ":8080", "HTTP listen address")
 	fs.StringVar(&cfg.proxy, "proxy", "", "comma-separated instances to forward /uppercase to (host:port or http://host:port[/path]); empty serves locally")
 	fs.StringVar(&cfg.logFormat, "log.format", "logfmt", "log format: logfmt or json")
+	fs.BoolVar(&cfg.logRequests, "log.requests", true, "log one line per request (-log.requests=false keeps only lifecycle lines)")
 	fs.DurationVar(&cfg.logFlushInterval, "log.flush-interval", 100*time.Millisecond, "how often buffered log lines are written out (all are written on shutdown)")
 	fs.BoolVar(&cfg.version, "version", false, "print the version and exit")
 	fs.Int64Var(&cfg.maxBodyBytes, "http.max-body-bytes", 1<<20, "largest request body accepted; larger gets 413")

@@ -71,7 +71,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		svc, ready = proxying(svc), proxyReady
 	}
-	svc = loggingMiddleware{logger: logger, next: svc}
+	if cfg.logRequests {
+		svc = loggingMiddleware{logger: logger, next: svc}
+	}
 	svc = newInstrumentingMiddleware(m)(svc)
 	handler := newHTTPHandler(makeUppercaseEndpoint(svc), makeCountEndpoint(svc), ready,
 		promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), cfg.maxBodyBytes)
