@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Measures, in one run, good requests/s (200 without "err") with wrk:
+#   direct        one backend
+#   direct-nolog  one backend with -log.requests=false (the cost of logging)
+#   proxy         stringsvc -proxy in front of three backends
+#   count         /count on the proxy (no hop)
+#   nginx         nginx in front of the same three backends (if installed)
+# then latency at a fixed rate (open loop) direct vs proxy (vs nginx).
+# Servers run on CPU 0, the load generator on CPU 1 (taskset). Each
+# scenario runs RUNS times, interleaved; medians are reported with min-max.
+#
+#   scripts/bench.sh                     # defaults below
+#   RUNS=5 DURATION=10s scripts/bench.sh
+#   BIN=/tmp/old-stringsvc scripts/bench.sh   # measure another build
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNS=${RUNS:-3}
+DURATION=${DURATION:-8s}
+CONNS=${CONNS:-50}
+RATE=${RATE:-2000}
+RATE_DURATION=${RATE_DURATION:-10s}
+SERVER_CPU=${SERVER_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+
+if ! command -v wrk >/dev/null; then
+	if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+		apt-get install -y -qq wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+	else
+		echo "bench.sh needs wrk: sudo apt-get install -y wrk" >&2
+		exit 1
+	fi
+fi
+command -v nginx >/dev/null || echo "nginx not installed (apt-get install -y nginx): skipping the nginx comparison" >&2
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+	kill "${pids[@]}" 2>/dev/null || true
+	wait 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+bin=${BIN:-$work/stringsvc}
+[[ -n ${BIN:-} ]] || go build -o "$bin" .
+go build -o "$work/openloop" ./scripts/openloop
+
+start() { # start NAME CMD...: runs CMD on the server CPU, logs to $work/NAME.log
+	local name=$1
+	shift
+	taskset -c "$SERVER_CPU" "$@" >"$work/$name.log" 2>&1 &
+	pids+=($!)
+}
+start b1 "$bin" -listen 127.0.0.1:18181
+start b2 "$bin" -listen 127.0.0.1:18182
+start b3 "$bin" -listen 127.0.0.1:18183
+start b4 "$bin" -listen 127.0.0.1:18184 -log.requests=false
+start proxy "$bin" -listen 127.0.0.1:18180 -proxy 127.0.0.1:18181,127.0.0.1:18182,127.0.0.1:18183
+if command -v nginx >/dev/null; then
+	mkdir -p "$work/nginx"
+	sed "s#@DIR@#$work/nginx#g" scripts/bench-nginx.conf >"$work/nginx/nginx.conf"
+	start nginx nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -g 'daemon off;'
+fi
+for port in 18181 18182 18183 18184 18180; do
+	for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.05; done
+done
+
+declare -A urls=(
+	[direct]=http://127.0.0.1:18181/uppercase
+	[direct-nolog]=http://127.0.0.1:18184/uppercase
+	[proxy]=http://127.0.0.1:18180/uppercase
+	[count]=http://127.0.0.1:18180/count
+)
+scenarios=(direct direct-nolog proxy count)
+if command -v nginx >/dev/null; then
+	urls[nginx]=http://127.0.0.1:18190/uppercase
+	scenarios+=(nginx)
+fi
+
+wrk_run() { # wrk_run URL DURATION → RESULT line
+	taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$2" -s scripts/bench.lua "$1" | grep '^RESULT'
+}
+for s in "${scenarios[@]}"; do wrk_run "${urls[$s]}" 1s >/dev/null; done # warm up
+
+echo "# wrk -t1 -c$CONNS -d$DURATION, $RUNS runs, servers on CPU $SERVER_CPU, wrk on CPU $LOAD_CPU"
+for run in $(seq "$RUNS"); do
+	for s in "${scenarios[@]}"; do
+		line=$(wrk_run "${urls[$s]}" "$DURATION")
+		echo "run=$run scenario=$s $line" | tee -a "$work/results"
+	done
+done
+
+field() { # field SCENARIO KEY FILE → the KEY values of SCENARIO's runs, one a line
+	grep " scenario=$1 \| label=$1 " "$3" | tr ' ' '\n' | sed -n "s/^$2=//p"
+}
+stats() { # stats < numbers → "median min max"
+	sort -g | awk '{ v[NR] = $1 } END { printf "%s %s %s\n", v[int((NR + 1) / 2)], v[1], v[NR] }'
+}
+rps() { # rps SCENARIO → good req/s of each run
+	paste <(field "$1" good "$work/results") <(field "$1" duration_us "$work/results") |
+		awk '{ printf "%.0f\n", $1 / ($2 / 1e6) }'
+}
+summary() { # summary SCENARIO → "median min max failures p50 p99"
+	local bad
+	bad=$(field "$1" bad "$work/results" | awk '{ s += $1 } END { print s + 0 }')
+	echo "$(rps "$1" | stats) $bad $(field "$1" p50_us "$work/results" | stats | cut -d' ' -f1)" \
+		"$(field "$1" p99_us "$work/results" | stats | cut -d' ' -f1)"
+}
+echo
+printf "%-13s %12s %17s %9s %8s %8s\n" scenario "good req/s" "min-max" failures "p50 us" "p99 us"
+declare -A median
+for s in "${scenarios[@]}"; do
+	read -r med lo hi bad p50 p99 < <(summary "$s")
+	median[$s]=$med
+	printf "%-13s %12s %17s %9s %8s %8s\n" "$s" "$med" "$lo-$hi" "$bad" "$p50" "$p99"
+done
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+echo
+echo "proxy/direct = $(ratio "${median[proxy]}" "${median[direct]}")"
+if [[ -n ${median[nginx]:-} ]]; then
+	echo "nginx/direct = $(ratio "${median[nginx]}" "${median[direct]}")"
+	echo "proxy/nginx  = $(ratio "${median[proxy]}" "${median[nginx]}")"
+fi
+echo "logging on/off (direct) = $(ratio "${median[direct]}" "${median[direct-nolog]}")"
+
+echo
+echo "# fixed rate: $RATE req/s for $RATE_DURATION, open loop, latency from scheduled send time ($RUNS runs, medians)"
+open_scenarios=(direct proxy)
+[[ -z ${urls[nginx]:-} ]] || open_scenarios+=(nginx)
+for run in $(seq "$RUNS"); do
+	for s in "${open_scenarios[@]}"; do
+		taskset -c "$LOAD_CPU" "$work/openloop" -url "${urls[$s]}" -rate "$RATE" -duration "$RATE_DURATION" -label "$s" |
+			tee -a "$work/openloop.results"
+	done
+done
+echo
+printf "%-8s %8s %8s %8s %8s\n" scenario "p50 us" "p99 us" "p99.9 us" failed
+for s in "${open_scenarios[@]}"; do
+	f=$work/openloop.results
+	printf "%-8s %8s %8s %8s %8s\n" "$s" "$(field "$s" p50_us "$f" | stats | cut -d' ' -f1)" \
+		"$(field "$s" p99_us "$f" | stats | cut -d' ' -f1)" "$(field "$s" p999_us "$f" | stats | cut -d' ' -f1)" \
+		"$(field "$s" failed "$f" | awk '{ s += $1 } END { print s + 0 }')"
+done
