@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-kit/log"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// benchHandler is the whole HTTP stack of a backend, with request logging
+// to io.Discard through the same buffered writer run uses.
+func benchHandler(b *testing.B, logger log.Logger) http.Handler {
+	b.Helper()
+	reg := prometheus.NewRegistry()
+	m := newMetrics(reg)
+	var svc StringService = stringService{}
+	svc = loggingMiddleware{logger: logger, next: svc}
+	svc = newInstrumentingMiddleware(m)(svc)
+	return newHTTPHandler(makeUppercaseEndpoint(svc), makeCountEndpoint(svc), func() bool { return true },
+		promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), 1<<20)
+}
+
+func benchLogger(b *testing.B) log.Logger {
+	b.Helper()
+	lw := newLogWriter(io.Discard, 100*time.Millisecond)
+	b.Cleanup(func() { lw.Close() })
+	logger, err := newLogger("logfmt", lw)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return logger
+}
+
+func BenchmarkUppercase(b *testing.B) {
+	b.ReportAllocs()
+	ctx := context.Background()
+	var svc stringService
+	for b.Loop() {
+		if _, err := svc.Uppercase(ctx, "hello, world"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkHTTPUppercase(b *testing.B) {
+	h := benchHandler(b, benchLogger(b))
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest(http.MethodPost, "/uppercase", strings.NewReader(`{"s":"hello, world"}`))
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			b.Fatalf("status %d: %s", rec.Code, rec.Body)
+		}
+	}
+}
+
+func BenchmarkLoggingMiddleware(b *testing.B) {
+	svc := loggingMiddleware{logger: benchLogger(b), next: stringService{}}
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := svc.Uppercase(ctx, "hello, world"); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+func BenchmarkInstrumentingMiddleware(b *testing.B) {
+	svc := newInstrumentingMiddleware(newMetrics(prometheus.NewRegistry()))(stringService{})
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := svc.Uppercase(ctx, "hello, world"); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkProxyUppercase measures the proxying middleware alone (balancer,
+// retry, limiter, breaker, upstream client) against three backends over
+// loopback.
+func BenchmarkProxyUppercase(b *testing.B) {
+	var instances []string
+	for range 3 {
+		srv := httptest.NewServer(benchHandler(b, log.NewNopLogger()))
+		b.Cleanup(srv.Close)
+		instances = append(instances, strings.TrimPrefix(srv.URL, "http://"))
+	}
+	cfg := proxyConfig{
+		Balancer: "roundrobin", Attempts: 3, AttemptTimeout: time.Second, Timeout: 2 * time.Second,
+		BreakerFailures: 5, BreakerRatio: 0.5, BreakerMinRequests: 20, BreakerInterval: 10 * time.Second,
+		BreakerCooldown: 5 * time.Second, MaxIdleConnsPerHost: 64,
+	}
+	m := newMetrics(prometheus.NewRegistry())
+	ups := newUpstreams(cfg, m)
+	endpointer, err := ups.fixedEndpointer(instances)
+	if err != nil {
+		b.Fatal(err)
+	}
+	proxying, err := newProxyingMiddleware(endpointer, cfg, m)
+	if err != nil {
+		b.Fatal(err)
+	}
+	svc := proxying(stringService{})
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if v, err := svc.Uppercase(ctx, "hello, world"); err != nil || v != "HELLO, WORLD" {
+				b.Errorf("Uppercase = %q, %v; want HELLO, WORLD, nil", v, err)
+				return
+			}
+		}
+	})
+}
