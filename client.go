@@ -1,61 +1,58 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
+	"sync"
 
 	"github.com/go-kit/kit/endpoint"
-	httptransport "github.com/go-kit/kit/transport/http"
 )
 
 // maxUpstreamBody bounds what the proxy reads of an instance's answer.
 const maxUpstreamBody = 1 << 20
 
-// makeUpstreamEndpoint returns an endpoint that POSTs an uppercaseRequest to
-// target. Transport failures, 5xx and 429 come back as errors (retried,
+// byteBuffers recycles the bodies of upstream requests and of responses.
+var byteBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
+
+// makeUpstreamEndpoint returns an endpoint that POSTs an uppercaseRequest
+// through hc. Transport failures, 5xx and 429 come back as errors (retried,
 // counted by the breaker); an answer the instance gave on purpose — ErrEmpty
 // as our 400 or as stringsvc3's 200 {"err":"empty string"}, or another 4xx
 // — comes back inside the response, so it is passed to the client as is.
-func makeUpstreamEndpoint(client *http.Client, target *url.URL) endpoint.Endpoint {
-	return httptransport.NewClient(http.MethodPost, target, encodeUpstreamRequest, decodeUpstreamResponse,
-		httptransport.SetClient(client)).Endpoint()
+func makeUpstreamEndpoint(hc *hostClient) endpoint.Endpoint {
+	return func(ctx context.Context, request any) (any, error) {
+		req := request.(uppercaseRequest)
+		buf := byteBuffers.Get().(*[]byte)
+		defer byteBuffers.Put(buf)
+		body := append((*buf)[:0], `{"s":`...)
+		body = append(appendJSONString(body, req.S), '}')
+		*buf = body
+		var response any
+		err := hc.post(ctx, body, func(status int, answer []byte) error {
+			var err error
+			response, err = decodeUpstreamAnswer(status, answer)
+			return err
+		})
+		return response, err
+	}
 }
 
-func encodeUpstreamRequest(_ context.Context, r *http.Request, request any) error {
-	body, err := json.Marshal(request)
-	if err != nil {
-		return err
-	}
-	r.Header.Set("Content-Type", "application/json")
-	r.ContentLength = int64(len(body))
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
-	return nil
-}
-
-// decodeUpstreamResponse reads the whole body (so the connection is reused)
-// and sorts the answer into a result, a business error or a failure.
-func decodeUpstreamResponse(_ context.Context, r *http.Response) (any, error) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxUpstreamBody))
-	if err != nil {
-		return nil, fmt.Errorf("read upstream answer: %w", err)
-	}
+// decodeUpstreamAnswer sorts an instance's answer into a result, a business
+// error or a failure.
+func decodeUpstreamAnswer(status int, body []byte) (any, error) {
 	var resp uppercaseResponse
 	jsonErr := json.Unmarshal(body, &resp)
 	switch {
 	case jsonErr == nil && resp.Err == ErrEmpty.Error() &&
-		(r.StatusCode == http.StatusOK || r.StatusCode == http.StatusBadRequest):
+		(status == http.StatusOK || status == http.StatusBadRequest):
 		return uppercaseResponse{err: ErrEmpty}, nil
-	case r.StatusCode >= 500 || r.StatusCode == http.StatusTooManyRequests:
-		return nil, fmt.Errorf("upstream answered %d", r.StatusCode)
-	case r.StatusCode != http.StatusOK:
+	case status >= 500 || status == http.StatusTooManyRequests:
+		return nil, fmt.Errorf("upstream answered %d", status)
+	case status != http.StatusOK:
 		return uppercaseResponse{err: fmt.Errorf("%w: instance refused the request: %d %q",
-			errUpstream, r.StatusCode, resp.Err)}, nil
+			errUpstream, status, resp.Err)}, nil
 	case jsonErr != nil:
 		return nil, fmt.Errorf("decode upstream answer: %w", jsonErr)
 	case resp.Err != "":

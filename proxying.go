@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
-	"net/http"
 	"sync"
 	"time"
 
@@ -94,8 +92,10 @@ func (mw proxyingMiddleware) Count(ctx context.Context, s string) int {
 //     response, so they are neither retried nor counted by a breaker.
 func retry(endpointer sd.Endpointer, balancer lb.Balancer, cfg proxyConfig, retries prometheus.Counter) endpoint.Endpoint {
 	return func(ctx context.Context, request any) (any, error) {
-		ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-		defer cancel()
+		// One context per attempt, whose deadline is the sooner of the
+		// attempt's and the request's: a second timer for the whole
+		// request would cost as much again.
+		deadline := time.Now().Add(cfg.Timeout)
 		var (
 			attempts, skips, maxSkips int
 			lastErr, lastRefusal      error
@@ -105,7 +105,7 @@ func retry(endpointer sd.Endpointer, balancer lb.Balancer, cfg proxyConfig, retr
 			if err != nil {
 				return nil, err
 			}
-			attemptCtx, attemptCancel := context.WithTimeout(ctx, cfg.AttemptTimeout)
+			attemptCtx, attemptCancel := context.WithDeadline(ctx, earliest(time.Now().Add(cfg.AttemptTimeout), deadline))
 			response, err := e(attemptCtx, request)
 			attemptCancel()
 			switch {
@@ -113,6 +113,8 @@ func retry(endpointer sd.Endpointer, balancer lb.Balancer, cfg proxyConfig, retr
 				return response, nil
 			case ctx.Err() != nil:
 				return nil, fmt.Errorf("proxy uppercase after %d attempts: %w", attempts+1, ctx.Err())
+			case !time.Now().Before(deadline):
+				return nil, fmt.Errorf("proxy uppercase after %d attempts: %w", attempts+1, context.DeadlineExceeded)
 			case refusedAtOnce(err):
 				if maxSkips == 0 {
 					endpoints, _ := endpointer.Endpoints() // the balancer already returned its error
@@ -139,6 +141,13 @@ func retry(endpointer sd.Endpointer, balancer lb.Balancer, cfg proxyConfig, retr
 	}
 }
 
+func earliest(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
 // refusedAtOnce reports whether an instance declined a call without trying
 // it: its breaker is open (or half-open and busy) or its limiter is empty.
 func refusedAtOnce(err error) bool {
@@ -152,7 +161,6 @@ func refusedAtOnce(err error) bool {
 // Factory is an sd.Factory: a fixed list and a registry both go through it.
 type upstreams struct {
 	cfg     proxyConfig
-	client  *http.Client
 	metrics *metrics
 
 	mu        sync.Mutex
@@ -162,22 +170,8 @@ type upstreams struct {
 func newUpstreams(cfg proxyConfig, m *metrics) *upstreams {
 	return &upstreams{
 		cfg:       cfg,
-		client:    &http.Client{Transport: newUpstreamTransport(cfg.MaxIdleConnsPerHost)},
 		metrics:   m,
 		instances: make(map[string]*gobreaker.CircuitBreaker),
-	}
-}
-
-// newUpstreamTransport returns the one transport every instance shares.
-// http.DefaultTransport keeps 2 idle connections per host, so under load
-// most requests would open a new connection.
-func newUpstreamTransport(maxIdlePerHost int) *http.Transport {
-	return &http.Transport{
-		Proxy:               nil, // an HTTP_PROXY in the environment must not reroute instance traffic
-		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConnsPerHost: maxIdlePerHost,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
 	}
 }
 
@@ -208,7 +202,8 @@ func (u *upstreams) Factory(instance string) (endpoint.Endpoint, io.Closer, erro
 	if u.cfg.QPS <= 0 {
 		limit = rate.Inf
 	}
-	e := makeUpstreamEndpoint(u.client, target)
+	client := newHostClient(target, u.cfg.MaxIdleConnsPerHost)
+	e := makeUpstreamEndpoint(client)
 	e = circuitbreaker.Gobreaker(breaker)(e)
 	e = ratelimit.NewErroringLimiter(rate.NewLimiter(limit, u.cfg.Burst))(e)
 	e = u.observeOutcomes(instance)(e)
@@ -217,7 +212,11 @@ func (u *upstreams) Factory(instance string) (endpoint.Endpoint, io.Closer, erro
 	u.instances[instance] = breaker
 	u.metrics.instances.Set(float64(len(u.instances)))
 	u.mu.Unlock()
-	return e, closerFunc(func() error { u.forget(instance, breaker); return nil }), nil
+	return e, closerFunc(func() error {
+		u.forget(instance, breaker)
+		client.CloseIdle()
+		return nil
+	}), nil
 }
 
 func (u *upstreams) forget(instance string, breaker *gobreaker.CircuitBreaker) {

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
+	"sync"
 
 	"github.com/go-kit/kit/endpoint"
 	httptransport "github.com/go-kit/kit/transport/http"
@@ -74,36 +77,65 @@ func decodeCountRequest(_ context.Context, r *http.Request) (any, error) {
 	return req, nil
 }
 
-// decodeJSON decodes exactly one JSON object from body into v. Anything the
+// bodyBuffers recycles request bodies while they are decoded.
+var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// decodeJSON decodes exactly one JSON value from body into v. Anything the
 // client got wrong becomes a badRequestError; a body over the limit set by
-// limitBody stays an *http.MaxBytesError.
+// limitBody stays an *http.MaxBytesError. Reading the body whole into a
+// recycled buffer and unmarshalling it costs less than a json.Decoder, and
+// json.Unmarshal rejects trailing data by itself.
 func decodeJSON(body io.Reader, v any) error {
-	dec := json.NewDecoder(body)
-	err := dec.Decode(v)
-	if err == nil {
-		if _, tokErr := dec.Token(); tokErr != io.EOF {
-			err = errors.New("unexpected data after the JSON object")
+	buf := bodyBuffers.Get().(*bytes.Buffer)
+	defer bodyBuffers.Put(buf)
+	buf.Reset()
+	if _, err := buf.ReadFrom(body); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return err
 		}
+		return badRequestError{err: err}
 	}
-	if err == nil {
-		return nil
+	if buf.Len() == 0 {
+		return badRequestError{err: io.EOF}
 	}
-	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
-		return err
+	if err := json.Unmarshal(buf.Bytes(), v); err != nil {
+		return badRequestError{err: err}
 	}
-	return badRequestError{err: err}
+	return nil
 }
 
 // encodeResponse writes a response as JSON, or, when the response carries a
-// business error (endpoint.Failer), the error body and status for it.
+// business error (endpoint.Failer), the error body and status for it. The
+// two success bodies are written by hand: it is the hottest path of the
+// service, and encoding/json's reflection and encoder allocations showed in
+// the profile (BENCHMARKS.md).
 func (ee errorEncoder) encodeResponse(ctx context.Context, w http.ResponseWriter, response any) error {
 	if f, ok := response.(endpoint.Failer); ok && f.Failed() != nil {
 		ee.encode(ctx, f.Failed(), w)
 		return nil
 	}
-	return httptransport.EncodeJSONResponse(ctx, w, response)
+	buf := byteBuffers.Get().(*[]byte)
+	defer byteBuffers.Put(buf)
+	b := append((*buf)[:0], `{"v":`...)
+	switch r := response.(type) {
+	case uppercaseResponse:
+		b = appendJSONString(b, r.V)
+	case countResponse:
+		b = strconv.AppendInt(b, int64(r.V), 10)
+	default:
+		return httptransport.EncodeJSONResponse(ctx, w, response)
+	}
+	b = append(b, "}\n"...)
+	w.Header()["Content-Type"] = jsonContentType
+	*buf = b
+	_, err := w.Write(b)
+	return err
 }
+
+// jsonContentType is set as a slice so no request canonicalises or
+// allocates it again. Handlers never modify it.
+var jsonContentType = []string{"application/json; charset=utf-8"}
 
 // errorEncoder writes errors as JSON with the status errorStatus chooses.
 // For 5xx the client gets a short, safe message; the full error is logged

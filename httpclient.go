@@ -1,0 +1,394 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// hostClient is a lean HTTP/1.1 client for one instance: it POSTs JSON
+// over kept-alive connections and reads the answer in the calling
+// goroutine. It exists because the proxy hop's cost is the product
+// (BENCHMARKS.md): net/http's client hands every request to a connection's
+// write and read goroutines and back, and allocates per request; this does
+// neither. fasthttp's HostClient was the other candidate, but it cannot
+// abort a request when its context is cancelled, and a client that
+// disconnects must cancel the upstream call.
+//
+// It speaks only what the proxy needs: one request shape, answers with
+// Content-Length or chunked bodies, keep-alive unless the server says
+// close. A context's deadline becomes the connection's deadline, and its
+// cancellation cuts the connection short.
+type hostClient struct {
+	addr        string // host:port to dial
+	head        []byte // request line and fixed headers, up to "Content-Length: "
+	dialer      net.Dialer
+	tls         *tls.Config // nil: plain TCP
+	maxIdle     int
+	idleTimeout time.Duration
+
+	mu   sync.Mutex
+	idle []*clientConn // most recently used last
+}
+
+type clientConn struct {
+	net.Conn
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	body     []byte // reused for each answer's body
+	lastUsed time.Time
+}
+
+// maxAnswerHeader bounds an answer's status line and headers.
+const maxAnswerHeader = 16 << 10
+
+// newHostClient returns a client POSTing to target (http or https).
+func newHostClient(target *url.URL, maxIdle int) *hostClient {
+	head := "POST " + target.RequestURI() + " HTTP/1.1\r\nHost: " + target.Host +
+		"\r\nUser-Agent: stringsvc\r\nContent-Type: application/json\r\nContent-Length: "
+	port := target.Port()
+	var tlsConfig *tls.Config
+	if target.Scheme == "https" {
+		tlsConfig = &tls.Config{ServerName: target.Hostname()}
+		if port == "" {
+			port = "443"
+		}
+	} else if port == "" {
+		port = "80"
+	}
+	return &hostClient{
+		addr:        net.JoinHostPort(target.Hostname(), port),
+		head:        []byte(head),
+		tls:         tlsConfig,
+		dialer:      net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second},
+		maxIdle:     maxIdle,
+		idleTimeout: 30 * time.Second,
+	}
+}
+
+// errAnswer marks an answer that breaks HTTP/1.1.
+var errAnswer = errors.New("malformed HTTP answer")
+
+// post sends body and calls read with the answer's status and body, which is
+// only valid during the call. A kept-alive connection that turns out to be
+// closed by the server before it answered is replaced once by a new one:
+// the request never reached the server's handler.
+func (h *hostClient) post(ctx context.Context, body []byte, read func(status int, body []byte) error) error {
+	for try := 0; ; try++ {
+		cc, reused, err := h.conn(ctx)
+		if err != nil {
+			return err
+		}
+		status, answer, keep, err := h.roundTrip(ctx, cc, body)
+		if err != nil {
+			cc.Close()
+			if reused && try == 0 && answer == nil && staleConn(err) && ctx.Err() == nil {
+				continue
+			}
+			if ctxErr := ctx.Err(); ctxErr != nil {
+				return fmt.Errorf("POST %s: %w", h.addr, ctxErr)
+			}
+			return fmt.Errorf("POST %s: %w", h.addr, err)
+		}
+		err = read(status, answer)
+		h.release(cc, keep && ctx.Err() == nil) // a cancelled call may have poisoned the deadline
+		return err
+	}
+}
+
+// staleConn reports whether err is what a server's close of an idle
+// connection looks like from this side.
+func staleConn(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, errConnReset)
+}
+
+var errConnReset = errors.New("connection reset before the answer")
+
+func (h *hostClient) conn(ctx context.Context) (*clientConn, bool, error) {
+	now := time.Now()
+	h.mu.Lock()
+	for len(h.idle) > 0 {
+		cc := h.idle[len(h.idle)-1]
+		h.idle = h.idle[:len(h.idle)-1]
+		if now.Sub(cc.lastUsed) < h.idleTimeout {
+			h.mu.Unlock()
+			return cc, true, nil
+		}
+		cc.Close()
+	}
+	h.mu.Unlock()
+	var c net.Conn
+	var err error
+	if h.tls != nil {
+		c, err = (&tls.Dialer{NetDialer: &h.dialer, Config: h.tls}).DialContext(ctx, "tcp", h.addr)
+	} else {
+		c, err = h.dialer.DialContext(ctx, "tcp", h.addr)
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return &clientConn{Conn: c, br: bufio.NewReaderSize(c, 4096), bw: bufio.NewWriterSize(c, 4096)}, false, nil
+}
+
+func (h *hostClient) release(cc *clientConn, keep bool) {
+	if !keep {
+		cc.Close()
+		return
+	}
+	cc.lastUsed = time.Now()
+	h.mu.Lock()
+	if len(h.idle) < h.maxIdle {
+		h.idle = append(h.idle, cc)
+		cc = nil
+	}
+	h.mu.Unlock()
+	if cc != nil {
+		cc.Close()
+	}
+}
+
+// CloseIdle closes the kept-alive connections, for an instance that goes away.
+func (h *hostClient) CloseIdle() {
+	h.mu.Lock()
+	idle := h.idle
+	h.idle = nil
+	h.mu.Unlock()
+	for _, cc := range idle {
+		cc.Close()
+	}
+}
+
+// aLongTimeAgo is a deadline that makes every pending read or write fail.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// roundTrip writes one request and reads its answer. answer is non-nil
+// once any byte of the answer arrived.
+func (h *hostClient) roundTrip(ctx context.Context, cc *clientConn, body []byte) (status int, answer []byte, keep bool, err error) {
+	// The context's own timer ends a call at its deadline, through this
+	// AfterFunc: setting the connection's deadline on every call as well
+	// costs a runtime timer update for nothing.
+	stop := context.AfterFunc(ctx, func() { cc.SetDeadline(aLongTimeAgo) })
+	defer stop()
+
+	cc.bw.Write(h.head)
+	cc.bw.Write(strconv.AppendInt(cc.body[:0], int64(len(body)), 10))
+	cc.bw.WriteString("\r\n\r\n")
+	cc.bw.Write(body)
+	if err := cc.bw.Flush(); err != nil {
+		// Nothing of the request can have been handled without all of it.
+		return 0, nil, false, fmt.Errorf("%w: %w", errConnReset, err)
+	}
+	return readAnswer(cc)
+}
+
+// readAnswer parses a status line, headers and body from cc.br.
+func readAnswer(cc *clientConn) (status int, body []byte, keep bool, err error) {
+	line, err := cc.br.ReadSlice('\n')
+	if err != nil {
+		if errors.Is(err, net.ErrClosed) || isReset(err) {
+			err = errConnReset
+		}
+		return 0, nil, false, err
+	}
+	// "HTTP/1.1 200 OK\r\n"
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
+		return 0, []byte{}, false, fmt.Errorf("%w: status line %q", errAnswer, trimCRLF(line))
+	}
+	keep = line[7] == '1'
+	status, err = strconv.Atoi(string(line[9:12]))
+	if err != nil || status < 100 {
+		return 0, []byte{}, false, fmt.Errorf("%w: status line %q", errAnswer, trimCRLF(line))
+	}
+	contentLength, chunked := -1, false
+	for headerBytes := len(line); ; {
+		line, err = cc.br.ReadSlice('\n')
+		if err != nil {
+			return 0, []byte{}, false, err
+		}
+		if headerBytes += len(line); headerBytes > maxAnswerHeader {
+			return 0, []byte{}, false, fmt.Errorf("%w: header over %d bytes", errAnswer, maxAnswerHeader)
+		}
+		line = trimCRLF(line)
+		if len(line) == 0 {
+			break
+		}
+		name, value, ok := bytes.Cut(line, []byte{':'})
+		if !ok {
+			return 0, []byte{}, false, fmt.Errorf("%w: header line %q", errAnswer, line)
+		}
+		value = bytes.TrimSpace(value)
+		switch {
+		case asciiEqualFold(name, "Content-Length"):
+			n, err := strconv.Atoi(string(value))
+			if err != nil || n < 0 || (contentLength >= 0 && n != contentLength) {
+				return 0, []byte{}, false, fmt.Errorf("%w: Content-Length %q", errAnswer, value)
+			}
+			contentLength = n
+		case asciiEqualFold(name, "Transfer-Encoding"):
+			if !asciiEqualFold(value, "chunked") {
+				return 0, []byte{}, false, fmt.Errorf("%w: Transfer-Encoding %q", errAnswer, value)
+			}
+			chunked = true
+		case asciiEqualFold(name, "Connection"):
+			if asciiEqualFold(value, "close") {
+				keep = false
+			} else if asciiEqualFold(value, "keep-alive") {
+				keep = true
+			}
+		}
+	}
+	if status < 200 {
+		return 0, []byte{}, false, fmt.Errorf("%w: unexpected informational status %d", errAnswer, status)
+	}
+	switch {
+	case chunked:
+		body, err = readChunked(cc.br, cc.body[:0])
+	case contentLength > maxUpstreamBody:
+		return 0, []byte{}, false, fmt.Errorf("%w: body of %d bytes", errAnswer, contentLength)
+	case contentLength >= 0:
+		body = grow(cc.body[:0], contentLength)
+		_, err = io.ReadFull(cc.br, body)
+	case status == 204 || status == 304:
+		body = cc.body[:0]
+	default: // the body ends when the server closes the connection
+		body, err = readAllBounded(cc.br, cc.body[:0])
+		keep = false
+	}
+	if err != nil {
+		return 0, []byte{}, false, err
+	}
+	cc.body = body
+	return status, body, keep, nil
+}
+
+func readChunked(br *bufio.Reader, dst []byte) ([]byte, error) {
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return nil, err
+		}
+		size, _, _ := bytes.Cut(trimCRLF(line), []byte{';'})
+		n, err := strconv.ParseUint(string(bytes.TrimSpace(size)), 16, 32)
+		if err != nil || len(dst)+int(n) > maxUpstreamBody {
+			return nil, fmt.Errorf("%w: chunk size %q", errAnswer, trimCRLF(line))
+		}
+		if n == 0 {
+			for { // trailers, then the empty line
+				line, err := br.ReadSlice('\n')
+				if err != nil {
+					return nil, err
+				}
+				if len(trimCRLF(line)) == 0 {
+					return dst, nil
+				}
+			}
+		}
+		start := len(dst)
+		dst = grow(dst, start+int(n))
+		if _, err := io.ReadFull(br, dst[start:]); err != nil {
+			return nil, err
+		}
+		if crlf, err := br.ReadSlice('\n'); err != nil || len(trimCRLF(crlf)) != 0 {
+			return nil, fmt.Errorf("%w: chunk not followed by CRLF", errAnswer)
+		}
+	}
+}
+
+func readAllBounded(br *bufio.Reader, dst []byte) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(br, maxUpstreamBody+1))
+	if len(b) > maxUpstreamBody {
+		return nil, fmt.Errorf("%w: body over %d bytes", errAnswer, maxUpstreamBody)
+	}
+	return append(dst, b...), err
+}
+
+// grow returns b resliced to n bytes, reallocated if its capacity is short.
+func grow(b []byte, n int) []byte {
+	if cap(b) >= n {
+		return b[:n]
+	}
+	return make([]byte, n, max(n, 2*cap(b)))
+}
+
+func trimCRLF(b []byte) []byte {
+	b = bytes.TrimSuffix(b, []byte{'\n'})
+	return bytes.TrimSuffix(b, []byte{'\r'})
+}
+
+func asciiEqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(b) {
+		c1, c2 := b[i], s[i]
+		if 'A' <= c1 && c1 <= 'Z' {
+			c1 += 'a' - 'A'
+		}
+		if 'A' <= c2 && c2 <= 'Z' {
+			c2 += 'a' - 'A'
+		}
+		if c1 != c2 {
+			return false
+		}
+	}
+	return true
+}
+
+func isReset(err error) bool {
+	var opErr *net.OpError
+	return errors.As(err, &opErr) && !opErr.Timeout()
+}
+
+// appendJSONString appends s as a JSON string, as encoding/json writes it
+// (minus its optional HTML escaping): invalid UTF-8 becomes U+FFFD.
+func appendJSONString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
