@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -97,6 +98,11 @@ func (h *hostClient) post(ctx context.Context, body []byte, read func(status int
 			}
 			if ctxErr := ctx.Err(); ctxErr != nil {
 				return fmt.Errorf("POST %s: %w", h.addr, ctxErr)
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				// The connection's deadline is ctx's, but its timer can
+				// fire before ctx's own: it is still ctx's deadline.
+				return fmt.Errorf("POST %s: %w", h.addr, context.DeadlineExceeded)
 			}
 			return fmt.Errorf("POST %s: %w", h.addr, err)
 		}

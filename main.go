@@ -82,6 +82,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.listen, err)
 	}
+	defer ln.Close() // for a return before Serve; once serving, Shutdown closes it
 	srv := newHTTPServer(cfg, handler, logger)
 	logger.Log("msg", "listening", "addr", ln.Addr(), "proxy", cfg.proxy)
 

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-kit/log"
+)
+
+func TestLoggingMiddleware(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		method     string // "uppercase" or "count"
+		give       string
+		wantPrefix string
+	}{
+		{name: "uppercase", method: "uppercase", give: "hello",
+			wantPrefix: "method=uppercase input=hello output=HELLO err=null took="},
+		{name: "uppercase error", method: "uppercase", give: "",
+			wantPrefix: `method=uppercase input= output= err="empty string" took=`},
+		{name: "count", method: "count", give: "héllo",
+			wantPrefix: "method=count input=héllo n=5 took="},
+	}
+	ctx := context.Background()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			svc := loggingMiddleware{logger: log.NewLogfmtLogger(&buf), next: stringService{}}
+			// Logging changes no result.
+			switch tt.method {
+			case "uppercase":
+				got, err := svc.Uppercase(ctx, tt.give)
+				want, wantErr := stringService{}.Uppercase(ctx, tt.give)
+				if got != want || err != wantErr {
+					t.Errorf("Uppercase(%q) = %q, %v; want %q, %v", tt.give, got, err, want, wantErr)
+				}
+			case "count":
+				if got, want := svc.Count(ctx, tt.give), (stringService{}).Count(ctx, tt.give); got != want {
+					t.Errorf("Count(%q) = %d; want %d", tt.give, got, want)
+				}
+			}
+			lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
+			if len(lines) != 1 || !strings.HasPrefix(lines[0], tt.wantPrefix) {
+				t.Errorf("log = %q; want one line starting %q", buf.String(), tt.wantPrefix)
+			}
+		})
+	}
+}
+
+func TestLoggingMiddlewareTruncatesLongInput(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	svc := loggingMiddleware{logger: log.NewLogfmtLogger(&buf), next: stringService{}}
+	in := strings.Repeat("a", 10000)
+	if _, err := svc.Uppercase(context.Background(), in); err != nil {
+		t.Fatalf("Uppercase(%d bytes) = %v; want nil error", len(in), err)
+	}
+	line := buf.String()
+	wantIn := `input="` + strings.Repeat("a", maxLoggedRunes) + `…(10000 bytes)" `
+	wantOut := `output="` + strings.Repeat("A", maxLoggedRunes) + `…(10000 bytes)" `
+	if !strings.Contains(line, wantIn) || !strings.Contains(line, wantOut) || len(line) > 500 {
+		t.Errorf("log line = %q (%d bytes); want %q and %q, under 500 bytes", line, len(line), wantIn, wantOut)
+	}
+}
+
+func TestTruncate(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		give string
+		want string
+	}{
+		{name: "empty", give: "", want: ""},
+		{name: "short", give: "hello", want: "hello"},
+		{name: "at the limit", give: strings.Repeat("a", maxLoggedRunes), want: strings.Repeat("a", maxLoggedRunes)},
+		{name: "one over", give: strings.Repeat("a", maxLoggedRunes+1),
+			want: strings.Repeat("a", maxLoggedRunes) + fmt.Sprintf("…(%d bytes)", maxLoggedRunes+1)},
+		// Longer than the limit in bytes, not in code points: kept whole.
+		{name: "multibyte at the limit", give: strings.Repeat("é", maxLoggedRunes),
+			want: strings.Repeat("é", maxLoggedRunes)},
+		// Cut on a code point boundary, never inside é.
+		{name: "multibyte over", give: strings.Repeat("é", maxLoggedRunes+10),
+			want: strings.Repeat("é", maxLoggedRunes) + fmt.Sprintf("…(%d bytes)", 2*(maxLoggedRunes+10))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := truncate(tt.give); got != tt.want {
+				t.Errorf("truncate(%q) = %q; want %q", tt.give, got, tt.want)
+			}
+		})
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent use.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestLogWriterCloseLosesNothing(t *testing.T) {
+	t.Parallel()
+	var out lockedBuffer
+	// An interval no test outlives: only a full buffer and Close write out.
+	lw := newLogWriter(&out, time.Hour)
+	var want strings.Builder
+	for i := range 5000 { // about 4 times the writer's 64 KiB buffer
+		line := fmt.Sprintf("msg=line i=%d\n", i)
+		want.WriteString(line)
+		if n, err := lw.Write([]byte(line)); n != len(line) || err != nil {
+			t.Fatalf("Write(%q) = %d, %v; want %d, nil", line, n, err, len(line))
+		}
+	}
+	if err := lw.Close(); err != nil {
+		t.Fatalf("Close() = %v; want nil", err)
+	}
+	if got := out.String(); got != want.String() {
+		t.Errorf("after Close, got %d bytes (%d lines); want %d bytes (%d lines)",
+			len(got), strings.Count(got, "\n"), want.Len(), strings.Count(want.String(), "\n"))
+	}
+
+	// Written after Close: accepted, out at the next Flush.
+	late := "msg=late\n"
+	if _, err := lw.Write([]byte(late)); err != nil {
+		t.Fatalf("Write after Close = %v; want nil", err)
+	}
+	if err := lw.Flush(); err != nil {
+		t.Fatalf("Flush() = %v; want nil", err)
+	}
+	if got := out.String(); !strings.HasSuffix(got, late) {
+		t.Errorf("after Write and Flush past Close, output ends %q; want %q", got[max(0, len(got)-20):], late)
+	}
+}
+
+// TestLogWriterFlushesInBackground checks that a line reaches the underlying
+// writer without Close, within a deadline far above the interval.
+func TestLogWriterFlushesInBackground(t *testing.T) {
+	t.Parallel()
+	var out lockedBuffer
+	lw := newLogWriter(&out, 5*time.Millisecond)
+	t.Cleanup(func() {
+		if err := lw.Close(); err != nil {
+			t.Errorf("Close() = %v; want nil", err)
+		}
+	})
+	line := "msg=hello\n"
+	if _, err := lw.Write([]byte(line)); err != nil {
+		t.Fatalf("Write(%q) = %v; want nil", line, err)
+	}
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(10 * time.Second)
+	for out.String() != line {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("output after 10s = %q; want %q", out.String(), line)
+		}
+	}
+}
+
+func TestLogWriterConcurrentLinesDoNotInterleave(t *testing.T) {
+	t.Parallel()
+	var out lockedBuffer
+	lw := newLogWriter(&out, time.Millisecond) // flushes race with the writers
+	logger := log.NewLogfmtLogger(lw)
+	const writers, perWriter = 8, 300
+	payload := strings.Repeat("x", 200) // lines long enough to straddle buffer flushes
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range perWriter {
+				if err := logger.Log("writer", w, "i", i, "payload", payload); err != nil {
+					t.Errorf("Log() = %v; want nil", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := lw.Close(); err != nil {
+		t.Fatalf("Close() = %v; want nil", err)
+	}
+
+	want := make(map[string]bool, writers*perWriter)
+	for w := range writers {
+		for i := range perWriter {
+			want[fmt.Sprintf("writer=%d i=%d payload=%s", w, i, payload)] = true
+		}
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != writers*perWriter {
+		t.Errorf("got %d lines; want %d", len(lines), writers*perWriter)
+	}
+	for _, line := range lines {
+		if !want[line] {
+			t.Fatalf("line %q is not one that was logged (interleaved or duplicated)", line)
+		}
+		delete(want, line)
+	}
+	if len(want) > 0 {
+		t.Errorf("%d lines missing", len(want))
+	}
+}

@@ -1,0 +1,387 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"mime"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/go-kit/log"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// newTestService serves newServiceHandler on 127.0.0.1 until the test ends.
+func newTestService(tb testing.TB, ready func() bool, maxBodyBytes int64) *httptest.Server {
+	tb.Helper()
+	return startServer(tb, newServiceHandler(ready, maxBodyBytes))
+}
+
+// newServiceHandler is our handler stack as run builds it without -proxy:
+// stringService through logging, instrumenting and the HTTP transport,
+// with its own metrics registry.
+func newServiceHandler(ready func() bool, maxBodyBytes int64) http.Handler {
+	reg := prometheus.NewRegistry()
+	return newHandler(stringService{}, log.NewNopLogger(), reg, newMetrics(reg), ready, maxBodyBytes)
+}
+
+// newHandler wraps svc as run does: logging → instrumenting → endpoints →
+// routes, with /metrics serving reg.
+func newHandler(svc StringService, logger log.Logger, reg *prometheus.Registry, m *metrics,
+	ready func() bool, maxBodyBytes int64) http.Handler {
+	svc = loggingMiddleware{logger: logger, next: svc}
+	svc = newInstrumentingMiddleware(m)(svc)
+	return newHTTPHandler(makeUppercaseEndpoint(svc), makeCountEndpoint(svc), ready,
+		promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), maxBodyBytes)
+}
+
+// startServer serves h on 127.0.0.1 until the test ends.
+func startServer(tb testing.TB, h http.Handler) *httptest.Server {
+	tb.Helper()
+	ts := httptest.NewServer(h)
+	tb.Cleanup(ts.Close)
+	return ts
+}
+
+// send makes a request and returns the response with its body read.
+func send(tb testing.TB, client *http.Client, method, url, body string) (*http.Response, string) {
+	tb.Helper()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, r)
+	if err != nil {
+		tb.Fatalf("new request %s %s: %v", method, url, err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		tb.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatalf("%s %s: read body: %v", method, url, err)
+	}
+	return resp, string(b)
+}
+
+// isJSON reports whether h declares a JSON body.
+func isJSON(h http.Header) bool {
+	mediaType, _, err := mime.ParseMediaType(h.Get("Content-Type"))
+	return err == nil && mediaType == "application/json"
+}
+
+func TestHTTPHandler(t *testing.T) {
+	t.Parallel()
+	const maxBodyBytes = 64
+	ts := newTestService(t, func() bool { return true }, maxBodyBytes)
+	tooLarge := `{"s":"` + strings.Repeat("a", maxBodyBytes) + `"}`
+	tests := []struct {
+		name, method, path, body string
+		wantStatus               int
+		wantBody                 string // exact, when set
+		wantErrPrefix            string // prefix of the "err" field, when set
+		wantV                    bool   // the body has "v":"" next to "err" (stringsvc3's /uppercase errors)
+		wantAllow                string
+	}{
+		{name: "uppercase", method: "POST", path: "/uppercase", body: `{"s":"hello"}`,
+			wantStatus: 200, wantBody: `{"v":"HELLO"}`},
+		{name: "uppercase unicode", method: "POST", path: "/uppercase", body: `{"s":"héllo"}`,
+			wantStatus: 200, wantBody: `{"v":"HÉLLO"}`},
+		{name: "uppercase GET with body", method: "GET", path: "/uppercase", body: `{"s":"hello"}`,
+			wantStatus: 200, wantBody: `{"v":"HELLO"}`},
+		{name: "count", method: "POST", path: "/count", body: `{"s":"abc"}`,
+			wantStatus: 200, wantBody: `{"v":3}`},
+		{name: "count code points", method: "POST", path: "/count", body: `{"s":"héllo"}`,
+			wantStatus: 200, wantBody: `{"v":5}`},
+		{name: "count GET with body", method: "GET", path: "/count", body: `{"s":"abcd"}`,
+			wantStatus: 200, wantBody: `{"v":4}`},
+		{name: "count empty string", method: "POST", path: "/count", body: `{"s":""}`,
+			wantStatus: 200, wantBody: `{"v":0}`},
+		{name: "uppercase empty string", method: "POST", path: "/uppercase", body: `{"s":""}`,
+			wantStatus: 400, wantBody: `{"v":"","err":"empty string"}`},
+		{name: "uppercase malformed JSON", method: "POST", path: "/uppercase", body: `{"s":`,
+			wantStatus: 400, wantErrPrefix: "malformed request: ", wantV: true},
+		{name: "uppercase not an object", method: "POST", path: "/uppercase", body: `hello`,
+			wantStatus: 400, wantErrPrefix: "malformed request: ", wantV: true},
+		{name: "uppercase wrong type", method: "POST", path: "/uppercase", body: `{"s":1}`,
+			wantStatus: 400, wantBody: `{"v":"","err":"malformed request: field \"s\" must be a string, not number"}`},
+		{name: "uppercase trailing data", method: "POST", path: "/uppercase", body: `{"s":"a"} x`,
+			wantStatus: 400, wantErrPrefix: "malformed request: ", wantV: true},
+		{name: "uppercase two objects", method: "POST", path: "/uppercase", body: `{"s":"a"}{"s":"b"}`,
+			wantStatus: 400, wantErrPrefix: "malformed request: ", wantV: true},
+		{name: "uppercase empty body", method: "POST", path: "/uppercase",
+			wantStatus: 400, wantBody: `{"v":"","err":"malformed request: empty body, want a JSON object"}`},
+		{name: "count malformed JSON", method: "POST", path: "/count", body: `{"s"`,
+			wantStatus: 400, wantErrPrefix: "malformed request: "},
+		{name: "count wrong type", method: "POST", path: "/count", body: `{"s":[]}`,
+			wantStatus: 400, wantBody: `{"err":"malformed request: field \"s\" must be a string, not array"}`},
+		{name: "count empty body", method: "POST", path: "/count",
+			wantStatus: 400, wantBody: `{"err":"malformed request: empty body, want a JSON object"}`},
+		{name: "uppercase too large", method: "POST", path: "/uppercase", body: tooLarge,
+			wantStatus: 413, wantBody: `{"v":"","err":"http: request body too large"}`},
+		{name: "count too large", method: "POST", path: "/count", body: tooLarge,
+			wantStatus: 413, wantBody: `{"err":"http: request body too large"}`},
+		{name: "uppercase PUT", method: "PUT", path: "/uppercase", body: `{"s":"a"}`,
+			wantStatus: 405, wantBody: `{"err":"method not allowed"}`, wantAllow: "POST, GET"},
+		{name: "uppercase DELETE", method: "DELETE", path: "/uppercase",
+			wantStatus: 405, wantBody: `{"err":"method not allowed"}`, wantAllow: "POST, GET"},
+		{name: "count PUT", method: "PUT", path: "/count", body: `{"s":"a"}`,
+			wantStatus: 405, wantBody: `{"err":"method not allowed"}`, wantAllow: "POST, GET"},
+		{name: "count DELETE", method: "DELETE", path: "/count",
+			wantStatus: 405, wantBody: `{"err":"method not allowed"}`, wantAllow: "POST, GET"},
+		{name: "healthz POST", method: "POST", path: "/healthz",
+			wantStatus: 405, wantBody: `{"err":"method not allowed"}`, wantAllow: "GET"},
+		{name: "unknown path", method: "GET", path: "/nope",
+			wantStatus: 404, wantBody: `{"err":"not found"}`},
+		{name: "path below a route", method: "POST", path: "/uppercase/x", body: `{"s":"a"}`,
+			wantStatus: 404, wantBody: `{"err":"not found"}`},
+		{name: "healthz", method: "GET", path: "/healthz",
+			wantStatus: 200, wantBody: `{"status":"ok"}`},
+		{name: "readyz", method: "GET", path: "/readyz",
+			wantStatus: 200, wantBody: `{"status":"ready"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := send(t, ts.Client(), tt.method, ts.URL+tt.path, tt.body)
+			body = strings.TrimSuffix(body, "\n")
+			if resp.StatusCode != tt.wantStatus {
+				t.Errorf("%s %s %s: status = %d; want %d", tt.method, tt.path, tt.body, resp.StatusCode, tt.wantStatus)
+			}
+			if !isJSON(resp.Header) {
+				t.Errorf("%s %s: Content-Type = %q; want application/json", tt.method, tt.path, resp.Header.Get("Content-Type"))
+			}
+			if tt.wantBody != "" && body != tt.wantBody {
+				t.Errorf("%s %s %s: body = %s; want %s", tt.method, tt.path, tt.body, body, tt.wantBody)
+			}
+			if tt.wantErrPrefix != "" {
+				var got map[string]string
+				if err := json.Unmarshal([]byte(body), &got); err != nil {
+					t.Fatalf("%s %s: decode body %s: %v", tt.method, tt.path, body, err)
+				}
+				if !strings.HasPrefix(got["err"], tt.wantErrPrefix) {
+					t.Errorf("%s %s %s: err = %q; want prefix %q", tt.method, tt.path, tt.body, got["err"], tt.wantErrPrefix)
+				}
+				if v, ok := got["v"]; ok != tt.wantV || v != "" {
+					t.Errorf("%s %s %s: body = %s; want \"v\":\"\" %v", tt.method, tt.path, tt.body, body, tt.wantV)
+				}
+			}
+			if got := resp.Header.Get("Allow"); got != tt.wantAllow {
+				t.Errorf("%s %s: Allow = %q; want %q", tt.method, tt.path, got, tt.wantAllow)
+			}
+		})
+	}
+}
+
+func TestReadyzNotReady(t *testing.T) {
+	t.Parallel()
+	ts := newTestService(t, func() bool { return false }, 1<<20)
+	resp, body := send(t, ts.Client(), "GET", ts.URL+"/readyz", "")
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("GET /readyz: status = %d; want %d", resp.StatusCode, http.StatusServiceUnavailable)
+	}
+	if got := resp.Header.Get("Retry-After"); got != "1" {
+		t.Errorf("GET /readyz: Retry-After = %q; want %q", got, "1")
+	}
+	var got map[string]string
+	if err := json.Unmarshal([]byte(body), &got); err != nil {
+		t.Fatalf("GET /readyz: decode body %s: %v", body, err)
+	}
+	if got["status"] != "not ready" || got["err"] == "" || !isJSON(resp.Header) {
+		t.Errorf("GET /readyz: body = %s (%s); want a JSON status \"not ready\" and an err", body, resp.Header.Get("Content-Type"))
+	}
+	// Liveness does not depend on readiness.
+	if resp, body := send(t, ts.Client(), "GET", ts.URL+"/healthz", ""); resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /healthz = %d %s; want 200", resp.StatusCode, body)
+	}
+}
+
+func TestMetricsEndpoint(t *testing.T) {
+	t.Parallel()
+	ts := newTestService(t, func() bool { return true }, 1<<20)
+	for _, body := range []string{`{"s":"a"}`, `{"s":"b"}`, `{"s":""}`} {
+		send(t, ts.Client(), "POST", ts.URL+"/uppercase", body)
+	}
+	send(t, ts.Client(), "POST", ts.URL+"/count", `{"s":"abc"}`)
+
+	resp, body := send(t, ts.Client(), "GET", ts.URL+"/metrics", "")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: status = %d; want 200", resp.StatusCode)
+	}
+	for _, want := range []string{
+		`stringsvc_requests_total{error="false",method="uppercase"} 2`,
+		`stringsvc_requests_total{error="true",method="uppercase"} 1`,
+		`stringsvc_requests_total{error="false",method="count"} 1`,
+		`stringsvc_request_duration_seconds_count{error="false",method="uppercase"} 2`,
+		`stringsvc_request_duration_seconds_count{error="true",method="uppercase"} 1`,
+		`stringsvc_request_duration_seconds_bucket{error="false",method="count",le="+Inf"} 1`,
+		`stringsvc_count_result_sum 3`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("GET /metrics: no line %q in\n%s", want, body)
+		}
+	}
+}
+
+// FuzzDecodeUppercaseRequest checks that any body either decodes to a request
+// that survives a round trip through JSON, or fails as the client's mistake.
+func FuzzDecodeUppercaseRequest(f *testing.F) {
+	for _, seed := range []string{
+		`{"s":"hello"}`, `{"s":""}`, `{"s":"héllo \u00e9 \ud83d\ude00"}`, `{"S":"x","t":1}`,
+		`{"s":1}`, `{"s":null}`, `null`, `[]`, `"s"`, `{`, ``, ` `, `{"s":"a"} x`, `{"s":"a"}{"s":"b"}`,
+		`{"s":"a"}` + "\n\t ", "{\"s\":\"\xff\"}", `{"s":"` + strings.Repeat("a", 200) + `"}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	const maxBodyBytes = 128
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r := httptest.NewRequest(http.MethodPost, "/uppercase", bytes.NewReader(body))
+		r.Body = http.MaxBytesReader(nil, r.Body, maxBodyBytes)
+		req, err := decodeUppercaseRequest(context.Background(), r)
+		if err != nil {
+			if status := errorStatus(err); status != http.StatusBadRequest && status != http.StatusRequestEntityTooLarge {
+				t.Fatalf("decode %q: errorStatus(%v) = %d; want 400 or 413", body, err, status)
+			}
+			if req != nil {
+				t.Fatalf("decode %q = %#v, %v; want nil with the error", body, req, err)
+			}
+			return
+		}
+		if len(body) > maxBodyBytes {
+			t.Fatalf("decode %q (%d bytes) succeeded; want an error past %d bytes", body, len(body), maxBodyBytes)
+		}
+		encoded, err := json.Marshal(req)
+		if err != nil {
+			t.Fatalf("marshal %#v: %v", req, err)
+		}
+		again, err := decodeUppercaseRequest(context.Background(),
+			httptest.NewRequest(http.MethodPost, "/uppercase", bytes.NewReader(encoded)))
+		if err != nil || again != req {
+			t.Fatalf("decode(marshal(%#v)) = %#v, %v; want %#v, nil", req, again, err, req)
+		}
+	})
+}
+
+func TestSplitInstances(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		give string
+		want []string
+	}{
+		{name: "host port", give: "127.0.0.1:8081", want: []string{"127.0.0.1:8081"}},
+		{name: "url with path", give: "http://h:1/path", want: []string{"http://h:1/path"}},
+		{name: "https without port", give: "https://h", want: []string{"https://h"}},
+		{name: "ipv6", give: "[::1]:8080", want: []string{"[::1]:8080"}},
+		{name: "list", give: "a:1,b:2,http://c:3", want: []string{"a:1", "b:2", "http://c:3"}},
+		{name: "list with spaces", give: " a:1 , b:2\t,\nhttp://c:3/x ", want: []string{"a:1", "b:2", "http://c:3/x"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := splitInstances(tt.give)
+			if err != nil || !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("splitInstances(%q) = %q, %v; want %q, nil", tt.give, got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestSplitInstancesRejects(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		give string
+	}{
+		{name: "empty", give: ""},
+		{name: "blank", give: "  "},
+		{name: "empty entry", give: "a:1,,b:2"},
+		{name: "trailing comma", give: "a:1,"},
+		{name: "no port", give: "host"},
+		{name: "other scheme", give: "ftp://h:1"},
+		{name: "port too large", give: "h:99999"},
+		{name: "port zero", give: "h:0"},
+		{name: "port not a number", give: "h:http"},
+		{name: "no host", give: "http://:80"},
+		{name: "duplicate", give: "a:1,b:2,a:1"},
+		{name: "duplicate as URL", give: "a:1,http://a:1"},
+		{name: "duplicate with default path", give: "http://a:1/,http://a:1/uppercase"},
+		{name: "query", give: "http://h:1/uppercase?x=1"},
+		{name: "fragment", give: "http://h:1/#top"},
+		{name: "user info", give: "http://u:p@h:1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := splitInstances(tt.give)
+			if err == nil {
+				t.Errorf("splitInstances(%q) = %q, nil; want an error", tt.give, got)
+			}
+			if err != nil && strings.Contains(err.Error(), "\n") {
+				t.Errorf("splitInstances(%q) error = %q; want one line", tt.give, err)
+			}
+		})
+	}
+}
+
+func TestParseInstance(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		give string
+		want string
+	}{
+		{name: "host port", give: "127.0.0.1:8081", want: "http://127.0.0.1:8081/uppercase"},
+		{name: "ipv6", give: "[::1]:8081", want: "http://[::1]:8081/uppercase"},
+		{name: "url without path", give: "http://h:1", want: "http://h:1/uppercase"},
+		{name: "url with root path", give: "http://h:1/", want: "http://h:1/uppercase"},
+		{name: "url with path", give: "http://h:1/path", want: "http://h:1/path"},
+		{name: "https without port", give: "https://h", want: "https://h/uppercase"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseInstance(tt.give)
+			if err != nil || got.String() != tt.want {
+				t.Errorf("parseInstance(%q) = %v, %v; want %s, nil", tt.give, got, err, tt.want)
+			}
+		})
+	}
+}
+
+// FuzzSplitInstances checks that any -proxy value either fails or yields
+// instances that parse, and that joining them again gives the same list.
+func FuzzSplitInstances(f *testing.F) {
+	for _, seed := range []string{
+		"127.0.0.1:8081", "a:1, b:2 ,c:3", "http://h:1/path", "https://h", "[::1]:80", "",
+		",", "a:1,,b:2", "host", "ftp://h:1", "h:99999", "a:1,a:1", "http://h:1/?q", "http://[::1", "\u00a0a:1\u00a0",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, list string) {
+		instances, err := splitInstances(list)
+		if err != nil {
+			if instances != nil {
+				t.Fatalf("splitInstances(%q) = %q, %v; want nil with the error", list, instances, err)
+			}
+			return
+		}
+		if len(instances) == 0 {
+			t.Fatalf("splitInstances(%q) = %q, nil; want instances or an error", list, instances)
+		}
+		for _, instance := range instances {
+			if _, err := parseInstance(instance); err != nil {
+				t.Fatalf("splitInstances(%q) returned %q, which parseInstance rejects: %v", list, instance, err)
+			}
+		}
+		joined := strings.Join(instances, ",")
+		again, err := splitInstances(joined)
+		if err != nil || !reflect.DeepEqual(again, instances) {
+			t.Fatalf("splitInstances(%q) = %q, %v; want %q, nil", joined, again, err, instances)
+		}
+	})
+}
