@@ -18,9 +18,10 @@ var byteBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 256); return 
 
 // makeUpstreamEndpoint returns an endpoint that POSTs an uppercaseRequest
 // through hc. Transport failures, 5xx and 429 come back as errors (retried,
-// counted by the breaker); an answer the instance gave on purpose — ErrEmpty
-// as our 400 or as stringsvc3's 200 {"err":"empty string"}, or another 4xx
-// — comes back inside the response, so it is passed to the client as is.
+// counted by the breaker); an answer the instance gave on purpose comes
+// back inside the response, neither retried nor a breaker failure: ErrEmpty
+// (our 400 or stringsvc3's 200 {"err":"empty string"}) reaches the client
+// as 400, any other 4xx as 502.
 func makeUpstreamEndpoint(hc *hostClient) endpoint.Endpoint {
 	return func(ctx context.Context, request any) (any, error) {
 		req := request.(uppercaseRequest)
