@@ -26,6 +26,7 @@ type config struct {
 	shutdownTimeout   time.Duration
 	debugListen       string
 	proxyConfig
+	discoveryConfig
 }
 
 // usageError is a mistake on the command line or in the environment; main
@@ -48,7 +49,8 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	fs := flag.NewFlagSet("stringsvc", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are returned as one line, not printed with the usage
 	fs.StringVar(&cfg.listen, "listen", ":8080", "HTTP listen address")
-	fs.StringVar(&cfg.proxy, "proxy", "", "comma-separated instances to forward /uppercase to (host:port or http://host:port[/path]); empty serves locally")
+	fs.StringVar(&cfg.proxy, "proxy", "", "where to forward /uppercase: comma-separated instances (host:port or http://host:port[/path]), "+
+		"etcd://host:port[,host:port...] (the instances registered under -service.name) or dns+srv://name (SRV records); empty serves locally")
 	fs.StringVar(&cfg.logFormat, "log.format", "logfmt", "log format: logfmt or json")
 	fs.BoolVar(&cfg.logRequests, "log.requests", true, "log one line per request (-log.requests=false keeps only lifecycle lines)")
 	fs.DurationVar(&cfg.logFlushInterval, "log.flush-interval", 100*time.Millisecond, "how often buffered log lines are written out (all are written on shutdown)")
@@ -75,6 +77,14 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	fs.DurationVar(&cfg.BreakerInterval, "proxy.breaker.interval", 10*time.Second, "window after which a closed breaker forgets its counts (0: never)")
 	fs.DurationVar(&cfg.BreakerCooldown, "proxy.breaker.cooldown", 5*time.Second, "how long a breaker stays open before it lets one probe through")
 	fs.IntVar(&cfg.MaxIdleConnsPerHost, "proxy.max-idle-conns", 256, "kept-alive connections per instance")
+	fs.StringVar(&cfg.Registry, "registry", "", "etcd to register this instance in while it runs: etcd://host:port[,host:port...]; empty: do not register")
+	fs.StringVar(&cfg.Advertise, "advertise", "", "host:port proxies reach this instance at (default: the bound -listen address, which then needs a specific host)")
+	fs.StringVar(&cfg.ServiceName, "service.name", "stringsvc", "service name: instances register under, and -proxy etcd:// follows, the etcd prefix /services/<name>/")
+	fs.DurationVar(&cfg.RegistryTTL, "registry.ttl", 10*time.Second, "lease TTL of the registration, in whole seconds: an instance that dies without deregistering disappears after it")
+	fs.DurationVar(&cfg.RegistryTimeout, "registry.timeout", 10*time.Second, "how long the first registration may take, retries included, before the program exits with an error")
+	fs.DurationVar(&cfg.RegistryResync, "registry.resync", 5*time.Second, "how often -proxy etcd:// re-reads all instances, besides watching them, and so notices an unreachable etcd")
+	fs.StringVar(&cfg.DNSServer, "dns.server", "", "DNS server (host[:port]) that resolves -proxy dns+srv:// names; empty: the system resolver")
+	fs.DurationVar(&cfg.DNSRefresh, "dns.refresh", 5*time.Second, "how often -proxy dns+srv:// resolves its name again")
 
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
@@ -118,10 +128,13 @@ func (cfg config) validate() error {
 	case cfg.Balancer != "roundrobin" && cfg.Balancer != "random":
 		return fmt.Errorf("-proxy.balancer %q: want roundrobin or random", cfg.Balancer)
 	}
+	if err := validateDiscovery(cfg); err != nil {
+		return err
+	}
 	if cfg.proxy == "" {
 		return nil
 	}
-	if _, err := splitInstances(cfg.proxy); err != nil {
+	if _, err := parseProxyTarget(cfg.proxy); err != nil {
 		return fmt.Errorf("-proxy: %w", err)
 	}
 	return validateProxyConfig(cfg.proxyConfig)

@@ -60,15 +60,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	reg := prometheus.NewRegistry()
 	m := newMetrics(reg)
+	dm := newDiscoveryMetrics(reg)
 
 	// The onion, inside out: service → proxying → logging → instrumenting.
 	var svc StringService = stringService{}
 	ready := func() bool { return true }
 	if cfg.proxy != "" {
-		proxying, proxyReady, err := newFixedProxy(cfg, m, logger)
+		proxying, proxyReady, stopProxy, err := newProxy(cfg, m, dm, logger)
 		if err != nil {
 			return usageError{err}
 		}
+		defer stopProxy()
 		svc, ready = proxying(svc), proxyReady
 	}
 	if cfg.logRequests {
@@ -94,6 +96,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		logger.Log("msg", "shutting down", "timeout", cfg.shutdownTimeout)
 		return nil
 	}, func(error) { stop() })
+	if cfg.Registry != "" {
+		// Before the HTTP server: interrupts run in order, so the instance
+		// is deregistered before the server stops accepting.
+		if err := addRegistrar(&g, cfg.discoveryConfig, ln.Addr(), dm, logger); err != nil {
+			return err
+		}
+	}
 	g.Add(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return err
@@ -119,23 +128,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return err
 }
 
-// newFixedProxy builds the proxying middleware over the -proxy list.
-func newFixedProxy(cfg config, m *metrics, logger log.Logger) (ServiceMiddleware, func() bool, error) {
-	instances, err := splitInstances(cfg.proxy)
-	if err != nil {
-		return nil, nil, fmt.Errorf("-proxy: %w", err)
-	}
+// newProxy builds the proxying middleware over the instances -proxy names
+// (a fixed list, an etcd registry or a DNS SRV name), and returns a
+// function that stops following the registry.
+func newProxy(cfg config, m *metrics, dm *discoveryMetrics, logger log.Logger) (
+	proxying ServiceMiddleware, ready func() bool, stop func(), err error) {
 	ups := newUpstreams(cfg.proxyConfig, m)
-	endpointer, err := ups.fixedEndpointer(instances)
+	endpointer, stop, err := newEndpointer(cfg, ups, dm, logger)
 	if err != nil {
-		return nil, nil, fmt.Errorf("-proxy: %w", err)
+		return nil, nil, nil, fmt.Errorf("-proxy: %w", err)
 	}
-	proxying, err := newProxyingMiddleware(endpointer, cfg.proxyConfig, m)
-	if err != nil {
-		return nil, nil, err
+	if proxying, err = newProxyingMiddleware(endpointer, cfg.proxyConfig, m); err != nil {
+		stop()
+		return nil, nil, nil, err
 	}
-	logger.Log("msg", "proxying /uppercase", "instances", len(instances), "balancer", cfg.Balancer)
-	return proxying, ups.Ready, nil
+	logger.Log("msg", "proxying /uppercase", "to", cfg.proxy, "balancer", cfg.Balancer)
+	return proxying, ups.Ready, stop, nil
 }
 
 // newHTTPServer returns the server with every timeout set: a client that
