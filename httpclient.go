@@ -100,8 +100,8 @@ func (h *hostClient) post(ctx context.Context, body []byte, read func(status int
 				return fmt.Errorf("POST %s: %w", h.addr, ctxErr)
 			}
 			if errors.Is(err, os.ErrDeadlineExceeded) {
-				// The connection's deadline is ctx's, but its timer can
-				// fire before ctx's own: it is still ctx's deadline.
+				// Only ctx's AfterFunc sets a deadline on the connection,
+				// so a deadline error is ctx's, whatever ctx.Err said.
 				return fmt.Errorf("POST %s: %w", h.addr, context.DeadlineExceeded)
 			}
 			return fmt.Errorf("POST %s: %w", h.addr, err)
