@@ -171,20 +171,6 @@ func (r *stringsvcRun) stop(tb testing.TB) error {
 	}
 }
 
-// buildStringsvc builds the program into a temporary directory.
-func buildStringsvc(tb testing.TB) string {
-	tb.Helper()
-	goTool := requireTool(tb, "go", "golang-go")
-	bin := filepath.Join(tb.TempDir(), "stringsvc")
-	start := time.Now()
-	out, err := exec.Command(goTool, "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		tb.Fatalf("go build: %v\n%s", err, out)
-	}
-	tb.Logf("built %s in %v", bin, time.Since(start).Round(time.Millisecond))
-	return bin
-}
-
 // stringsvcProcess is the built program running as a child process.
 type stringsvcProcess struct {
 	addr    string

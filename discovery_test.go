@@ -193,7 +193,7 @@ func TestEtcdRollingRestartUnderLoad(t *testing.T) {
 }
 
 func TestEtcdKilledBackendExpiresAfterTTL(t *testing.T) {
-	bin := buildStringsvc(t)
+	bin := buildBinary(t)
 	etcd := startEtcd(t)
 	registry := "etcd://" + etcd.endpoint
 	cli := newTestEtcdClient(t, etcd)

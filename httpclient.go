@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"net/url"
-	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -98,11 +97,6 @@ func (h *hostClient) post(ctx context.Context, body []byte, read func(status int
 			}
 			if ctxErr := ctx.Err(); ctxErr != nil {
 				return fmt.Errorf("POST %s: %w", h.addr, ctxErr)
-			}
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				// Only ctx's AfterFunc sets a deadline on the connection,
-				// so a deadline error is ctx's, whatever ctx.Err said.
-				return fmt.Errorf("POST %s: %w", h.addr, context.DeadlineExceeded)
 			}
 			return fmt.Errorf("POST %s: %w", h.addr, err)
 		}
