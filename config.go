@@ -23,6 +23,7 @@ type config struct {
 	writeTimeout      time.Duration
 	idleTimeout       time.Duration
 	maxHeaderBytes    int
+	httpServer        string
 	shutdownTimeout   time.Duration
 	debugListen       string
 	proxyConfig
@@ -61,6 +62,7 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	fs.DurationVar(&cfg.writeTimeout, "http.write-timeout", 10*time.Second, "time allowed from the end of the request headers to the end of the response")
 	fs.DurationVar(&cfg.idleTimeout, "http.idle-timeout", 60*time.Second, "how long an idle keep-alive connection stays open")
 	fs.IntVar(&cfg.maxHeaderBytes, "http.max-header-bytes", 64<<10, "largest request header block accepted")
+	fs.StringVar(&cfg.httpServer, "http.server", "h1", "HTTP server: h1 (lean HTTP/1.1, internal/h1) or net/http")
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown.timeout", 10*time.Second, "how long in-flight requests may run after SIGINT/SIGTERM")
 	fs.StringVar(&cfg.debugListen, "debug.listen", "", "address serving net/http/pprof (e.g. 127.0.0.1:6060); empty disables it")
 	fs.StringVar(&cfg.Balancer, "proxy.balancer", "roundrobin", "load balancer: roundrobin or random")
@@ -123,6 +125,8 @@ func (cfg config) validate() error {
 		return errors.New("-http.max-body-bytes: want at least 1")
 	case cfg.maxHeaderBytes < 1:
 		return errors.New("-http.max-header-bytes: want at least 1")
+	case cfg.httpServer != "h1" && cfg.httpServer != "net/http":
+		return fmt.Errorf("-http.server %q: want h1 or net/http", cfg.httpServer)
 	case cfg.shutdownTimeout <= 0:
 		return errors.New("-shutdown.timeout must be positive")
 	case cfg.Balancer != "roundrobin" && cfg.Balancer != "random":

@@ -23,6 +23,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	stdlog "log"
+
+	"stringsvc/internal/h1"
 )
 
 func main() {
@@ -146,17 +148,40 @@ func newProxy(cfg config, m *metrics, dm *discoveryMetrics, logger log.Logger) (
 	return proxying, ups.Ready, stop, nil
 }
 
-// newHTTPServer returns the server with every timeout set: a client that
-// stalls mid-headers is cut off after -http.read-header-timeout.
-func newHTTPServer(cfg config, handler http.Handler, logger log.Logger) *http.Server {
-	return &http.Server{
+// httpServer is what run needs of an HTTP server: *h1.Server and
+// *http.Server both are one.
+type httpServer interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+	Close() error
+}
+
+// newHTTPServer returns the server -http.server names, with every timeout
+// set: a client that stalls mid-headers is cut off after
+// -http.read-header-timeout. h1 is the default because it is what lets a
+// proxy hop cost about what nginx's does (BENCHMARKS.md); net/http stays one
+// flag away.
+func newHTTPServer(cfg config, handler http.Handler, logger log.Logger) httpServer {
+	errorLog := stdlog.New(log.NewStdlibAdapter(log.With(logger, "component", "http")), "", 0)
+	if cfg.httpServer == "net/http" {
+		return &http.Server{
+			Handler:           handler,
+			ReadHeaderTimeout: cfg.readHeaderTimeout,
+			ReadTimeout:       cfg.readTimeout,
+			WriteTimeout:      cfg.writeTimeout,
+			IdleTimeout:       cfg.idleTimeout,
+			MaxHeaderBytes:    cfg.maxHeaderBytes,
+			ErrorLog:          errorLog,
+		}
+	}
+	return &h1.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: cfg.readHeaderTimeout,
 		ReadTimeout:       cfg.readTimeout,
 		WriteTimeout:      cfg.writeTimeout,
 		IdleTimeout:       cfg.idleTimeout,
 		MaxHeaderBytes:    cfg.maxHeaderBytes,
-		ErrorLog:          stdlog.New(log.NewStdlibAdapter(log.With(logger, "component", "http")), "", 0),
+		ErrorLog:          errorLog,
 	}
 }
 

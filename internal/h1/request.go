@@ -1,0 +1,313 @@
+package h1
+
+import (
+	"bufio"
+	"bytes"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+type bodyKind uint8
+
+const (
+	bodyNone bodyKind = iota
+	bodyLength
+	bodyChunked
+)
+
+// request is a parsed request and how its body is framed.
+type request struct {
+	*http.Request
+	body           bodyKind
+	length         int64 // for bodyLength
+	expectContinue bool
+	keepAlive10    bool // an HTTP/1.0 client asked for keep-alive
+}
+
+// readRequest reads a request line and headers from br: at most maxHeader
+// bytes in all. A request it refuses comes back as a *requestError; any
+// other error is the connection's.
+//
+// All the header text is copied into one string, and the method, target,
+// names and values are substrings of it: one allocation for the text
+// instead of one per field.
+func readRequest(br *bufio.Reader, maxHeader int) (*request, error) {
+	text, err := readHead(br, maxHeader)
+	if err != nil {
+		return nil, err
+	}
+	line, rest, _ := strings.Cut(text, "\n")
+	method, target, proto, err := parseRequestLine(strings.TrimSuffix(line, "\r"))
+	if err != nil {
+		return nil, err
+	}
+	r := &request{Request: &http.Request{Method: method, Proto: proto, RequestURI: target}}
+	if proto == "HTTP/1.1" {
+		r.ProtoMajor, r.ProtoMinor = 1, 1
+	} else {
+		r.ProtoMajor, r.ProtoMinor = 1, 0
+	}
+	if r.URL, err = url.ParseRequestURI(target); err != nil {
+		return nil, badRequest("malformed request target")
+	}
+	if err := r.parseHeaders(rest); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// readHead returns the request line and header lines, with the empty line
+// that ends them. Empty lines before the request line are skipped, as RFC
+// 9112 (2.2) allows.
+func readHead(br *bufio.Reader, maxHeader int) (string, error) {
+	for skipped := 0; ; skipped++ {
+		b, err := br.Peek(1)
+		if err != nil {
+			return "", err
+		}
+		if b[0] != '\r' && b[0] != '\n' {
+			break
+		}
+		if line, err := br.ReadSlice('\n'); err != nil || !emptyLine(line) || skipped > 4 {
+			if err != nil && err != bufio.ErrBufferFull {
+				return "", err
+			}
+			return "", badRequest("malformed request line")
+		}
+	}
+	// The usual case: the whole head is in br's buffer already.
+	if end := headEnd(br); end >= 0 {
+		if end > maxHeader {
+			return "", errHeaderTooLarge
+		}
+		head, _ := br.Peek(end)
+		text := string(head)
+		br.Discard(end)
+		return text, nil
+	}
+	var acc []byte
+	lineStart := 0
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(acc)+len(line) > maxHeader {
+			return "", errHeaderTooLarge
+		}
+		acc = append(acc, line...)
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		if emptyLine(acc[lineStart:]) {
+			return string(acc), nil
+		}
+		lineStart = len(acc)
+	}
+}
+
+var errHeaderTooLarge = &requestError{status: http.StatusRequestHeaderFieldsTooLarge, msg: "request header too large"}
+
+func emptyLine(line []byte) bool {
+	return len(line) == 1 || (len(line) == 2 && line[0] == '\r')
+}
+
+// headEnd returns how many buffered bytes of br make up a whole head, its
+// final empty line included, or -1 if its end is not buffered yet.
+func headEnd(br *bufio.Reader) int {
+	buf, _ := br.Peek(br.Buffered())
+	for i := 0; i < len(buf); {
+		j := bytes.IndexByte(buf[i:], '\n')
+		if j < 0 {
+			return -1
+		}
+		if emptyLine(buf[i : i+j+1]) {
+			return i + j + 1
+		}
+		i += j + 1
+	}
+	return -1
+}
+
+// parseRequestLine splits "METHOD target HTTP/1.x".
+func parseRequestLine(line string) (method, target, proto string, err error) {
+	method, rest, ok1 := strings.Cut(line, " ")
+	target, proto, ok2 := strings.Cut(rest, " ")
+	if !ok1 || !ok2 || method == "" || target == "" || !isToken(method) || !validTarget(target) {
+		return "", "", "", badRequest("malformed request line")
+	}
+	switch proto {
+	case "HTTP/1.1", "HTTP/1.0":
+	default:
+		if strings.HasPrefix(proto, "HTTP/") && len(proto) == len("HTTP/1.1") {
+			return "", "", "", &requestError{status: http.StatusHTTPVersionNotSupported, msg: "HTTP version not supported"}
+		}
+		return "", "", "", badRequest("malformed HTTP version")
+	}
+	return method, target, proto, nil
+}
+
+func validTarget(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// parseHeaders fills r's header map from the header lines in text and
+// works out the body's framing and the connection's fate.
+func (r *request) parseHeaders(text string) error {
+	n := strings.Count(text, "\n") + 1
+	r.Header = make(http.Header, n)
+	values := make([]string, 0, n) // one backing array, a cap-1 slice per name
+	var contentLength, transferEncoding, host, connection, expect []string
+	for text != "" {
+		var line string
+		line, text, _ = strings.Cut(text, "\n")
+		line = strings.TrimSuffix(line, "\r")
+		if line == "" {
+			continue
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			return badRequest("obsolete header line folding")
+		}
+		name, value, ok := strings.Cut(line, ":")
+		if !ok || name == "" || !isToken(name) {
+			return badRequest("malformed header line")
+		}
+		value = strings.Trim(value, " \t")
+		if !validValue(value) {
+			return badRequest("invalid header value")
+		}
+		name = canonicalKey(name)
+		switch name {
+		case "Host":
+			host = append(host, value)
+			continue // net/http keeps Host out of the map as well
+		case "Content-Length":
+			contentLength = append(contentLength, value)
+		case "Transfer-Encoding":
+			transferEncoding = append(transferEncoding, value)
+		case "Connection":
+			connection = append(connection, value)
+		case "Expect":
+			expect = append(expect, value)
+		}
+		if vs, ok := r.Header[name]; ok {
+			r.Header[name] = append(vs, value)
+			continue
+		}
+		values = append(values, value)
+		r.Header[name] = values[len(values)-1 : len(values) : len(values)]
+	}
+
+	switch {
+	case len(host) > 1:
+		return badRequest("too many Host headers")
+	case len(host) == 1:
+		r.Host = host[0]
+	case r.ProtoMinor == 1:
+		return badRequest("missing required Host header")
+	}
+	if r.URL.Host != "" { // absolute-form target
+		r.Host = r.URL.Host
+	}
+
+	for _, v := range connection {
+		for tok := range strings.SplitSeq(v, ",") {
+			switch tok = strings.TrimSpace(tok); {
+			case strings.EqualFold(tok, "close"):
+				r.Close = true
+			case strings.EqualFold(tok, "keep-alive") && r.ProtoMinor == 0:
+				r.keepAlive10 = true
+			}
+		}
+	}
+	if r.ProtoMinor == 0 && !r.keepAlive10 {
+		r.Close = true
+	}
+
+	if len(transferEncoding) > 0 {
+		if len(transferEncoding) > 1 || !strings.EqualFold(transferEncoding[0], "chunked") {
+			return &requestError{status: http.StatusNotImplemented, msg: "unsupported transfer encoding"}
+		}
+		if len(contentLength) > 0 || r.ProtoMinor == 0 {
+			return badRequest("Transfer-Encoding with Content-Length or in HTTP/1.0")
+		}
+		r.body, r.ContentLength, r.TransferEncoding = bodyChunked, -1, []string{"chunked"}
+	} else if len(contentLength) > 0 {
+		for _, v := range contentLength[1:] {
+			if v != contentLength[0] {
+				return badRequest("conflicting Content-Length headers")
+			}
+		}
+		length, err := strconv.ParseInt(contentLength[0], 10, 64)
+		if err != nil || length < 0 || contentLength[0][0] == '+' {
+			return badRequest("invalid Content-Length")
+		}
+		r.ContentLength = length
+		if length > 0 {
+			r.body, r.length = bodyLength, length
+		}
+	}
+
+	if len(expect) > 0 && r.ProtoMinor == 1 {
+		if len(expect) > 1 || !strings.EqualFold(expect[0], "100-continue") {
+			return &requestError{status: http.StatusExpectationFailed, msg: "unsupported expectation"}
+		}
+		r.expectContinue = r.body != bodyNone
+	}
+	return nil
+}
+
+// isToken reports whether s is an RFC 9110 token (method, header name).
+func isToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !tokenChar[s[i]] {
+			return false
+		}
+	}
+	return s != ""
+}
+
+var tokenChar = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+// validValue reports whether s may be a header value: no control
+// characters but tab.
+func validValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < ' ' && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// canonicalKey returns name in canonical form ("content-type" →
+// "Content-Type"), without allocating when it already is.
+func canonicalKey(name string) string {
+	upper := true
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if (upper && 'a' <= c && c <= 'z') || (!upper && 'A' <= c && c <= 'Z') {
+			return http.CanonicalHeaderKey(name)
+		}
+		upper = c == '-'
+	}
+	return name
+}

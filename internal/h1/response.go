@@ -1,0 +1,368 @@
+package h1
+
+import (
+	"io"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// response is the http.ResponseWriter of one request. The body is held back
+// (up to maxBufferedBody) so that the head, with a Content-Length, and the
+// body leave in one write when the handler returns.
+type response struct {
+	c      *conn
+	req    *request
+	header http.Header
+	start  time.Time  // when the request began: its Date
+	body   bodyReader // the request's body, kept here to save an allocation
+
+	status      int
+	wroteHeader bool  // the handler chose a status (or wrote)
+	streaming   bool  // the head is on the wire; the body follows as it comes
+	chunked     bool  // streaming with chunked encoding
+	written     int64 // body bytes the handler wrote
+	buf         []byte
+	closeAfter  bool
+	err         error // a failed write: the client is gone
+}
+
+var (
+	_ http.ResponseWriter = (*response)(nil)
+	_ http.Flusher        = (*response)(nil)
+)
+
+func (w *response) serve() {
+	w.buf = w.c.bodyBuf[:0]
+	w.c.s.Handler.ServeHTTP(w, w.req.Request)
+	w.finish()
+	w.c.bodyBuf = w.buf[:0]
+}
+
+func (w *response) Header() http.Header { return w.header }
+
+func (w *response) WriteHeader(code int) {
+	if code < 100 || code > 999 {
+		panic("h1: invalid WriteHeader code " + strconv.Itoa(code))
+	}
+	if w.wroteHeader {
+		return
+	}
+	if code < 200 && code != http.StatusSwitchingProtocols { // informational: sent now, more follows
+		if w.streaming || w.req.ProtoMinor == 0 {
+			return
+		}
+		head := appendStatusLine(w.c.out[:0], code)
+		head = appendHeader(head, w.header)
+		w.c.out = append(head, "\r\n"...)
+		w.write(w.c.out)
+		return
+	}
+	w.wroteHeader = true
+	w.status = code
+}
+
+func (w *response) Write(p []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	if !bodyAllowed(w.status) {
+		return 0, http.ErrBodyNotAllowed
+	}
+	w.written += int64(len(p))
+	if w.req.Method == http.MethodHead { // no body; keep what sniffing needs
+		if room := 512 - len(w.buf); room > 0 {
+			w.buf = append(w.buf, p[:min(room, len(p))]...)
+		}
+		return len(p), nil
+	}
+	if !w.streaming && len(w.buf)+len(p) > maxBufferedBody {
+		w.startStreaming()
+	}
+	if !w.streaming {
+		w.buf = append(w.buf, p...)
+		return len(p), nil
+	}
+	if w.chunked && len(p) > 0 {
+		w.c.out = append(strconv.AppendInt(w.c.out[:0], int64(len(p)), 16), "\r\n"...)
+		w.c.out = append(append(w.c.out, p...), "\r\n"...)
+		w.write(w.c.out)
+	} else {
+		w.write(p)
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	return len(p), nil
+}
+
+// Flush sends what is buffered now; the rest of the body follows in chunks.
+func (w *response) Flush() {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.streaming && w.req.Method != http.MethodHead && bodyAllowed(w.status) {
+		w.startStreaming()
+	}
+}
+
+// startStreaming sends the head and what the body buffer holds. The body
+// is then chunked, unless the handler set a Content-Length or the client
+// speaks HTTP/1.0 (then the body ends with the connection).
+func (w *response) startStreaming() {
+	w.streaming = true
+	_, hasLength := w.header["Content-Length"]
+	switch {
+	case hasLength:
+	case w.req.ProtoMinor == 0:
+		w.closeAfter = true
+	default:
+		w.chunked = true
+		w.header.Set("Transfer-Encoding", "chunked")
+	}
+	w.sniff()
+	head := w.appendHead(w.c.out[:0])
+	if len(w.buf) > 0 {
+		if w.chunked {
+			head = append(strconv.AppendInt(head, int64(len(w.buf)), 16), "\r\n"...)
+			head = append(append(head, w.buf...), "\r\n"...)
+		} else {
+			head = append(head, w.buf...)
+		}
+		w.buf = w.buf[:0]
+	}
+	w.c.out = head
+	w.write(head)
+}
+
+// finish completes the response once the handler returned.
+func (w *response) finish() {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.streaming {
+		if w.chunked {
+			w.write([]byte("0\r\n\r\n"))
+		}
+		if n, err := strconv.ParseInt(w.header.Get("Content-Length"), 10, 64); err == nil && n != w.written {
+			w.closeAfter = true // the body did not match its length: the stream is out of step
+		}
+		return
+	}
+	// Read what is left of the request's body first, so the head can say
+	// whether the connection stays open.
+	if !w.body.drain() {
+		w.closeAfter = true
+	}
+	switch {
+	case w.req.Method == http.MethodHead:
+		w.sniff()
+		if _, ok := w.header["Content-Length"]; !ok && w.written > 0 {
+			w.header["Content-Length"] = []string{strconv.FormatInt(w.written, 10)}
+		}
+		w.buf = w.buf[:0]
+	case bodyAllowed(w.status):
+		w.sniff()
+		w.header["Content-Length"] = []string{strconv.Itoa(len(w.buf))}
+	default:
+		delete(w.header, "Content-Length")
+	}
+	out := w.appendHead(w.c.out[:0])
+	out = append(out, w.buf...)
+	w.c.out = out
+	w.write(out)
+}
+
+// sniff sets a Content-Type the handler left out, as net/http does.
+func (w *response) sniff() {
+	if _, ok := w.header["Content-Type"]; !ok && len(w.buf) > 0 {
+		w.header["Content-Type"] = []string{http.DetectContentType(w.buf)}
+	}
+}
+
+func (w *response) keepAlive() bool {
+	return !w.closeAfter && !w.req.Close && !w.c.s.closing.Load()
+}
+
+// appendHead appends the status line, the handler's headers, Date and
+// Connection.
+func (w *response) appendHead(b []byte) []byte {
+	b = appendStatusLine(b, w.status)
+	b = appendHeader(b, w.header)
+	if _, ok := w.header["Date"]; !ok {
+		b = append(b, "Date: "...)
+		b = append(b, httpDate(w.start)...)
+		b = append(b, "\r\n"...)
+	}
+	switch {
+	case !w.keepAlive():
+		w.closeAfter = true
+		b = append(b, "Connection: close\r\n"...)
+	case w.req.ProtoMinor == 0:
+		b = append(b, "Connection: keep-alive\r\n"...)
+	}
+	return append(b, "\r\n"...)
+}
+
+func (w *response) write(p []byte) {
+	if w.err != nil {
+		return
+	}
+	if _, err := w.c.nc.Write(p); err != nil {
+		w.err = err
+		w.closeAfter = true
+	}
+}
+
+func appendStatusLine(b []byte, code int) []byte {
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(code), 10)
+	b = append(b, ' ')
+	if text := http.StatusText(code); text != "" {
+		b = append(b, text...)
+	} else {
+		b = append(b, "status code "...)
+		b = strconv.AppendInt(b, int64(code), 10)
+	}
+	return append(b, "\r\n"...)
+}
+
+// appendHeader writes h, skipping invalid names and turning line breaks in
+// values into spaces, as net/http does.
+func appendHeader(b []byte, h http.Header) []byte {
+	for name, values := range h {
+		if !isToken(name) {
+			continue
+		}
+		for _, v := range values {
+			b = append(b, name...)
+			b = append(b, ": "...)
+			for i := 0; i < len(v); i++ {
+				c := v[i]
+				if c == '\r' || c == '\n' {
+					c = ' '
+				}
+				b = append(b, c)
+			}
+			b = append(b, "\r\n"...)
+		}
+	}
+	return b
+}
+
+func bodyAllowed(status int) bool {
+	return !(status >= 100 && status < 200) && status != http.StatusNoContent && status != http.StatusNotModified
+}
+
+// httpDate returns now as an HTTP date, formatted once a second.
+func httpDate(now time.Time) []byte {
+	sec := now.Unix()
+	if d := lastDate.Load(); d != nil && d.sec == sec {
+		return d.text
+	}
+	d := &date{sec: sec, text: now.UTC().AppendFormat(nil, http.TimeFormat)}
+	lastDate.Store(d)
+	return d.text
+}
+
+type date struct {
+	sec  int64
+	text []byte
+}
+
+var lastDate atomic.Pointer[date]
+
+// bodyReader is a request's body: Content-Length or chunked framing over the
+// connection's reader. It sends 100 Continue before the first read when
+// the client asked for it, and starts the disconnect watch at its end.
+type bodyReader struct {
+	c            *conn
+	w            *response
+	chunks       io.Reader // for chunked bodies
+	left         int64     // for Content-Length bodies
+	started      bool
+	eof          bool
+	closed       bool
+	readErr      error
+	sentContinue bool // 100 Continue went out
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	if b.closed {
+		return 0, http.ErrBodyReadAfterClose
+	}
+	if b.eof {
+		return 0, io.EOF
+	}
+	if b.readErr != nil {
+		return 0, b.readErr
+	}
+	if !b.started {
+		b.started = true
+		if b.w.req.expectContinue {
+			if b.w.streaming { // too late to invite the body
+				b.w.closeAfter = true
+				return 0, io.EOF
+			}
+			b.c.nc.Write([]byte("HTTP/1.1 100 Continue\r\n\r\n"))
+			b.sentContinue = true
+		}
+		if b.w.req.body == bodyChunked {
+			b.chunks = httputil.NewChunkedReader(b.c.br)
+		}
+	}
+	var n int
+	var err error
+	if b.chunks != nil {
+		n, err = b.chunks.Read(p)
+	} else {
+		if int64(len(p)) > b.left {
+			p = p[:b.left]
+		}
+		n, err = b.c.br.Read(p)
+		b.left -= int64(n)
+		if b.left == 0 {
+			err = io.EOF
+		} else if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+	}
+	if err == io.EOF {
+		b.eof = true
+		b.c.armWatch()
+	} else if err != nil {
+		b.readErr = err
+		b.w.closeAfter = true
+	}
+	return n, err
+}
+
+// Close stops the handler's reads; what is left is dropped after the
+// handler returns.
+func (b *bodyReader) Close() error {
+	b.closed = true
+	return nil
+}
+
+// drain reads and drops what the handler left of the body, and reports
+// whether the connection can carry the next request.
+func (b *bodyReader) drain() bool {
+	switch {
+	case b.w == nil || b.w.req.body == bodyNone || b.eof:
+		return true
+	case b.readErr != nil:
+		return false
+	case b.w.req.expectContinue && !b.sentContinue:
+		return false // the client may or may not send it: the stream is ambiguous
+	case b.w.req.body == bodyLength && b.left > maxDiscard:
+		return false
+	}
+	b.closed = false
+	n, err := io.Copy(io.Discard, io.LimitReader(b, maxDiscard+1))
+	return err == nil && n <= maxDiscard && b.eof
+}
