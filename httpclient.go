@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"stringsvc/internal/sendwait"
 )
 
 // hostClient is a lean HTTP/1.1 client for one instance: it POSTs JSON
@@ -44,8 +46,9 @@ type hostClient struct {
 type clientConn struct {
 	net.Conn
 	br       *bufio.Reader
-	bw       *bufio.Writer
-	body     []byte // reused for each answer's body
+	sender   *sendwait.Writer // nil over TLS
+	out      []byte           // the request being written
+	body     []byte           // reused for each answer's body
 	lastUsed time.Time
 }
 
@@ -137,7 +140,13 @@ func (h *hostClient) conn(ctx context.Context) (*clientConn, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	return &clientConn{Conn: c, br: bufio.NewReaderSize(c, 4096), bw: bufio.NewWriterSize(c, 4096)}, false, nil
+	cc := &clientConn{Conn: c, br: bufio.NewReaderSize(c, 4096)}
+	if tc, ok := c.(*net.TCPConn); ok {
+		if raw, err := tc.SyscallConn(); err == nil {
+			cc.sender = sendwait.New(raw)
+		}
+	}
+	return cc, false, nil
 }
 
 func (h *hostClient) release(cc *clientConn, keep bool) {
@@ -180,15 +189,33 @@ func (h *hostClient) roundTrip(ctx context.Context, cc *clientConn, body []byte)
 	stop := context.AfterFunc(ctx, func() { cc.SetDeadline(aLongTimeAgo) })
 	defer stop()
 
-	cc.bw.Write(h.head)
-	cc.bw.Write(strconv.AppendInt(cc.body[:0], int64(len(body)), 10))
-	cc.bw.WriteString("\r\n\r\n")
-	cc.bw.Write(body)
-	if err := cc.bw.Flush(); err != nil {
+	out := append(cc.out[:0], h.head...)
+	out = append(strconv.AppendInt(out, int64(len(body)), 10), "\r\n\r\n"...)
+	cc.out = append(out, body...)
+	if err := cc.send(); err != nil {
 		// Nothing of the request can have been handled without all of it.
 		return 0, nil, false, fmt.Errorf("%w: %w", errConnReset, err)
 	}
 	return readAnswer(cc)
+}
+
+// send writes cc.out and, when it can, waits for the answer without the
+// read that would fail first (internal/sendwait).
+func (cc *clientConn) send() error {
+	n := 0
+	if cc.sender != nil && cc.br.Buffered() == 0 {
+		var err error
+		if n, err = cc.sender.WriteAndWait(cc.out, nil); err != nil && n < len(cc.out) {
+			return err
+		} else if err != nil {
+			return nil // written; the wait's error comes back from the read
+		}
+	}
+	if n < len(cc.out) {
+		_, err := cc.Write(cc.out[n:])
+		return err
+	}
+	return nil
 }
 
 // readAnswer parses a status line, headers and body from cc.br.
