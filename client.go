@@ -44,7 +44,12 @@ func makeUpstreamEndpoint(hc *hostClient) endpoint.Endpoint {
 // error or a failure.
 func decodeUpstreamAnswer(status int, body []byte) (any, error) {
 	var resp uppercaseResponse
-	jsonErr := json.Unmarshal(body, &resp)
+	var jsonErr error
+	if v, ok := decodeStringField(body, "v"); ok {
+		resp.V = v
+	} else {
+		jsonErr = json.Unmarshal(body, &resp)
+	}
 	switch {
 	case jsonErr == nil && resp.Err == ErrEmpty.Error() &&
 		(status == http.StatusOK || status == http.StatusBadRequest):
