@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -217,5 +219,65 @@ func TestLogWriterConcurrentLinesDoNotInterleave(t *testing.T) {
 	}
 	if len(want) > 0 {
 		t.Errorf("%d lines missing", len(want))
+	}
+}
+
+// TestLogfmtLoggerMatchesGoKit holds the fast logfmt logger to go-kit's
+// output, the timestamp aside.
+func TestLogfmtLoggerMatchesGoKit(t *testing.T) {
+	var nilErr *badRequestError
+	tests := [][]any{
+		{"method", "uppercase", "input", "hello", "output", "HELLO", "err", nil, "took", 1234 * time.Microsecond},
+		{"method", "uppercase", "input", "hello, world", "output", "", "err", ErrEmpty, "took", time.Duration(0)},
+		{"input", `a "quoted" = sign`, "n", 5, "ok", true},
+		{"input", "null", "x", "tab\there", "y", "line\nbreak\r", "z", "\x01\x7f\\"},
+		{"input", "héllo wörld", "bad", "\xff\xfe", "repl", "\uFFFD"},
+		{"err", fmt.Errorf("wrapped: %w", ErrEmpty)},
+		{"err", nilErr},                         // typed nil: go-kit's path
+		{"addr", &net.TCPAddr{Port: 8080}},      // a Stringer: go-kit's path
+		{"odd"},                                 // missing value: go-kit's path
+		{"bad key", "v", 3, "int key"},          // keys go-logfmt rewrites
+		{"n", int64(7), "f", 1.5, "u", uint(3)}, // other numbers: go-kit's path
+	}
+	for _, keyvals := range tests {
+		var fast, slow bytes.Buffer
+		fastLogger, err := newLogger("logfmt", &fast)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fastLogger.Log(keyvals...)
+		log.With(log.NewLogfmtLogger(&slow), "ts", log.DefaultTimestampUTC).Log(keyvals...)
+		if got, want := withoutTS(t, fast.String()), withoutTS(t, slow.String()); got != want {
+			t.Errorf("Log(%q):\n got %q\nwant %q", keyvals, got, want)
+		}
+	}
+}
+
+func withoutTS(t *testing.T, line string) string {
+	t.Helper()
+	ts, rest, ok := strings.Cut(line, " ")
+	if !ok || !strings.HasPrefix(ts, "ts=") {
+		t.Fatalf("line %q does not start with ts=", line)
+	}
+	if _, err := time.Parse(time.RFC3339Nano, strings.TrimPrefix(ts, "ts=")); err != nil {
+		t.Fatalf("line %q: %v", line, err)
+	}
+	return rest
+}
+
+func BenchmarkLogfmtLogger(b *testing.B) {
+	for _, impl := range []struct {
+		name   string
+		logger log.Logger
+	}{
+		{"fast", logfmtLogger{w: io.Discard, slow: log.NewNopLogger()}},
+		{"go-kit", log.With(log.NewLogfmtLogger(io.Discard), "ts", log.DefaultTimestampUTC)},
+	} {
+		b.Run(impl.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				impl.logger.Log("method", "uppercase", "input", "hello, world", "output", "HELLO, WORLD", "err", nil, "took", 1234*time.Microsecond)
+			}
+		})
 	}
 }
