@@ -12,6 +12,7 @@
 #   scripts/bench.sh                     # defaults below
 #   RUNS=5 DURATION=10s scripts/bench.sh
 #   BIN=/tmp/old-stringsvc scripts/bench.sh   # measure another build
+#   RATE=0 scripts/bench.sh              # throughput only, no fixed-rate run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -124,6 +125,7 @@ if [[ -n ${median[nginx]:-} ]]; then
 fi
 echo "logging on/off (direct) = $(ratio "${median[direct]}" "${median[direct-nolog]}")"
 
+[[ $RATE != 0 ]] || exit 0 # RATE=0: no fixed-rate run
 echo
 echo "# fixed rate: $RATE req/s for $RATE_DURATION, open loop, latency from scheduled send time ($RUNS runs, medians)"
 open_scenarios=(direct proxy)
