@@ -3,6 +3,8 @@ package h1
 import (
 	"bufio"
 	"bytes"
+	"errors"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -209,6 +211,9 @@ func (r *request) parseHeaders(text string) error {
 	case len(host) > 1:
 		return badRequest("too many Host headers")
 	case len(host) == 1:
+		if !validHost(host[0]) {
+			return badRequest("malformed Host header")
+		}
 		r.Host = host[0]
 	case r.ProtoMinor == 1:
 		return badRequest("missing required Host header")
@@ -245,8 +250,9 @@ func (r *request) parseHeaders(text string) error {
 				return badRequest("conflicting Content-Length headers")
 			}
 		}
+		// Digits only, as net/http: ParseInt alone takes "-0" and "+1".
 		length, err := strconv.ParseInt(contentLength[0], 10, 64)
-		if err != nil || length < 0 || contentLength[0][0] == '+' {
+		if err != nil || !isDigits(contentLength[0]) {
 			return badRequest("invalid Content-Length")
 		}
 		r.ContentLength = length
@@ -286,6 +292,62 @@ var tokenChar = func() (t [256]bool) {
 	}
 	return t
 }()
+
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// validHost reports whether s may be a Host header: the bytes net/http
+// (httpguts.ValidHostHeader) allows in a host, an IPv6 literal and a port.
+func validHost(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
+		if !alnum && strings.IndexByte("!$%&'()*+,-.:;=[]_~", c) < 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// readTrailer reads the trailer section that ends a chunked body (RFC 9112
+// 7.1.2), up to its empty line, and drops it: h1 does not fill
+// Request.Trailer. Left unread, it would be taken for the next request.
+func readTrailer(br *bufio.Reader) error {
+	for size := 0; ; {
+		line, err := br.ReadSlice('\n')
+		if size += len(line); err == bufio.ErrBufferFull || size > maxTrailerBytes {
+			return errTrailerTooLarge
+		}
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		if emptyLine(line) {
+			return nil
+		}
+		name, value, ok := strings.Cut(strings.TrimRight(string(line), "\r\n"), ":")
+		if !ok || !isToken(name) || !validValue(value) {
+			return errMalformedTrailer
+		}
+	}
+}
+
+// maxTrailerBytes bounds a request's trailer section, as net/http's
+// buffer size does.
+const maxTrailerBytes = 4096
+
+var (
+	errTrailerTooLarge  = errors.New("h1: chunked body trailer too large")
+	errMalformedTrailer = errors.New("h1: malformed chunked body trailer")
+)
 
 // validValue reports whether s may be a header value: no control
 // characters but tab.

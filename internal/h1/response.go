@@ -1,10 +1,13 @@
 package h1
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httputil"
+	"net/textproto"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -24,6 +27,7 @@ type response struct {
 	streaming   bool  // the head is on the wire; the body follows as it comes
 	chunked     bool  // streaming with chunked encoding
 	written     int64 // body bytes the handler wrote
+	length      int64 // the handler's Content-Length when streaming, or -1
 	buf         []byte
 	closeAfter  bool
 	err         error // a failed write: the client is gone
@@ -76,17 +80,24 @@ func (w *response) Write(p []byte) (int, error) {
 	}
 	w.written += int64(len(p))
 	if w.req.Method == http.MethodHead { // no body; keep what sniffing needs
-		if room := 512 - len(w.buf); room > 0 {
+		if room := sniffLen - len(w.buf); room > 0 {
 			w.buf = append(w.buf, p[:min(room, len(p))]...)
 		}
 		return len(p), nil
 	}
 	if !w.streaming && len(w.buf)+len(p) > maxBufferedBody {
-		w.startStreaming()
+		w.startStreaming(p)
 	}
 	if !w.streaming {
 		w.buf = append(w.buf, p...)
 		return len(p), nil
+	}
+	if w.length >= 0 && w.written > w.length {
+		// Past the declared length the bytes would be read as the start of
+		// the next response: refuse them, as net/http does.
+		w.written -= int64(len(p))
+		w.closeAfter = true
+		return 0, http.ErrContentLength
 	}
 	if w.chunked && len(p) > 0 {
 		w.c.out = append(strconv.AppendInt(w.c.out[:0], int64(len(p)), 16), "\r\n"...)
@@ -107,25 +118,39 @@ func (w *response) Flush() {
 		w.WriteHeader(http.StatusOK)
 	}
 	if !w.streaming && w.req.Method != http.MethodHead && bodyAllowed(w.status) {
-		w.startStreaming()
+		w.startStreaming(nil)
 	}
 }
 
 // startStreaming sends the head and what the body buffer holds. The body
 // is then chunked, unless the handler set a Content-Length or the client
 // speaks HTTP/1.0 (then the body ends with the connection).
-func (w *response) startStreaming() {
+func (w *response) startStreaming(p []byte) {
 	w.streaming = true
-	_, hasLength := w.header["Content-Length"]
+	delete(w.header, "Transfer-Encoding") // the framing is h1's to choose
+	w.length = -1
+	if v, ok := w.header["Content-Length"]; ok {
+		n, err := strconv.ParseInt(textproto.TrimString(firstValue(v)), 10, 64)
+		if err != nil || n < 0 {
+			w.c.s.logf("h1: invalid Content-Length %q from the handler", v)
+			delete(w.header, "Content-Length")
+		} else {
+			w.length = n
+		}
+	}
+	if w.length >= 0 && int64(len(w.buf)) > w.length { // written before it streamed
+		w.buf = w.buf[:w.length]
+		w.closeAfter = true
+	}
 	switch {
-	case hasLength:
+	case w.length >= 0:
 	case w.req.ProtoMinor == 0:
 		w.closeAfter = true
 	default:
 		w.chunked = true
 		w.header.Set("Transfer-Encoding", "chunked")
 	}
-	w.sniff()
+	w.sniff(p)
 	head := w.appendHead(w.c.out[:0])
 	if len(w.buf) > 0 {
 		if w.chunked {
@@ -149,7 +174,7 @@ func (w *response) finish() {
 		if w.chunked {
 			w.write([]byte("0\r\n\r\n"))
 		}
-		if n, err := strconv.ParseInt(w.header.Get("Content-Length"), 10, 64); err == nil && n != w.written {
+		if w.length >= 0 && w.length != w.written {
 			w.closeAfter = true // the body did not match its length: the stream is out of step
 		}
 		return
@@ -159,15 +184,16 @@ func (w *response) finish() {
 	if !w.body.drain() {
 		w.closeAfter = true
 	}
+	delete(w.header, "Transfer-Encoding") // the framing is h1's to choose
 	switch {
 	case w.req.Method == http.MethodHead:
-		w.sniff()
+		w.sniff(nil)
 		if _, ok := w.header["Content-Length"]; !ok && w.written > 0 {
 			w.header["Content-Length"] = []string{strconv.FormatInt(w.written, 10)}
 		}
 		w.buf = w.buf[:0]
 	case bodyAllowed(w.status):
-		w.sniff()
+		w.sniff(nil)
 		w.header["Content-Length"] = []string{strconv.Itoa(len(w.buf))}
 	default:
 		delete(w.header, "Content-Length")
@@ -178,11 +204,27 @@ func (w *response) finish() {
 	w.write(out)
 }
 
-// sniff sets a Content-Type the handler left out, as net/http does.
-func (w *response) sniff() {
-	if _, ok := w.header["Content-Type"]; !ok && len(w.buf) > 0 {
-		w.header["Content-Type"] = []string{http.DetectContentType(w.buf)}
+// sniff sets a Content-Type the handler left out, as net/http does, from
+// the start of the body: the buffer, then p (a write that does not fit).
+func (w *response) sniff(p []byte) {
+	if _, ok := w.header["Content-Type"]; ok || len(w.buf)+len(p) == 0 {
+		return
 	}
+	data := w.buf
+	if len(data) < sniffLen && len(p) > 0 {
+		data = append(data[:len(data):len(data)], p[:min(len(p), sniffLen-len(data))]...)
+	}
+	w.header["Content-Type"] = []string{http.DetectContentType(data)}
+}
+
+// sniffLen is how much of a body http.DetectContentType looks at.
+const sniffLen = 512
+
+func firstValue(v []string) string {
+	if len(v) == 0 {
+		return ""
+	}
+	return v[0]
 }
 
 func (w *response) keepAlive() bool {
@@ -193,6 +235,10 @@ func (w *response) keepAlive() bool {
 // Connection.
 func (w *response) appendHead(b []byte) []byte {
 	b = appendStatusLine(b, w.status)
+	if hasToken(w.header["Connection"], "close") {
+		w.closeAfter = true
+		delete(w.header, "Connection") // said below, once
+	}
 	b = appendHeader(b, w.header)
 	if _, ok := w.header["Date"]; !ok {
 		b = append(b, "Date: "...)
@@ -255,6 +301,19 @@ func appendHeader(b []byte, h http.Header) []byte {
 	return b
 }
 
+// hasToken reports whether the comma-separated values hold token, in any
+// case.
+func hasToken(values []string, token string) bool {
+	for _, v := range values {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func bodyAllowed(status int) bool {
 	return !(status >= 100 && status < 200) && status != http.StatusNoContent && status != http.StatusNotModified
 }
@@ -306,8 +365,9 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 		b.started = true
 		if b.w.req.expectContinue {
 			if b.w.streaming { // too late to invite the body
+				b.readErr = errContinueTooLate
 				b.w.closeAfter = true
-				return 0, io.EOF
+				return 0, b.readErr
 			}
 			b.c.nc.Write([]byte("HTTP/1.1 100 Continue\r\n\r\n"))
 			b.sentContinue = true
@@ -320,6 +380,11 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	var err error
 	if b.chunks != nil {
 		n, err = b.chunks.Read(p)
+		if err == io.EOF {
+			if terr := readTrailer(b.c.br); terr != nil {
+				err = terr
+			}
+		}
 	} else {
 		if int64(len(p)) > b.left {
 			p = p[:b.left]
@@ -341,6 +406,10 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// errContinueTooLate is what a handler reading the body gets when it
+// started the response before inviting the body with 100 Continue.
+var errContinueTooLate = errors.New("h1: request body read after the response started")
 
 // Close stops the handler's reads; what is left is dropped after the
 // handler returns.

@@ -121,11 +121,13 @@ func (s *Server) Close() error {
 	s.closeListeners()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cancelAll != nil {
-		s.cancelAll()
-	}
 	for c := range s.conns {
 		c.nc.Close()
+	}
+	// Only now: a handler that returns when its context ends must not get
+	// its answer out, as if the server had not closed.
+	if s.cancelAll != nil {
+		s.cancelAll()
 	}
 	return nil
 }
