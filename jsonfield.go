@@ -67,3 +67,55 @@ func skipSpace(b []byte, i int) int {
 	}
 	return i
 }
+
+// appendJSONString appends s as a JSON string, as encoding/json writes it
+// (minus its optional HTML escaping): invalid UTF-8 becomes U+FFFD.
+func appendJSONString(dst []byte, s string) []byte {
+	return appendQuoted(dst, s, false)
+}
+
+// appendQuoted appends s quoted and escaped as a JSON string: '"', '\\' and
+// control characters escaped, invalid UTF-8 written as \ufffd. With
+// escapeReplacement, a U+FFFD already in s is written as \ufffd too, which
+// is how go-logfmt quotes (appendLogfmtString).
+func appendQuoted(dst []byte, s string, escapeReplacement bool) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && (size == 1 || escapeReplacement) {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
