@@ -49,6 +49,7 @@ type clientConn struct {
 	out      []byte           // the request being written
 	body     []byte           // reused for each answer's body
 	lastUsed time.Time
+	abort    func() // makes pending I/O fail; built once, not per call
 }
 
 // maxAnswerHeader bounds an answer's status line and headers.
@@ -140,6 +141,7 @@ func (h *hostClient) conn(ctx context.Context) (*clientConn, bool, error) {
 		return nil, false, err
 	}
 	cc := &clientConn{Conn: c, br: bufio.NewReaderSize(c, 4096)}
+	cc.abort = func() { cc.SetDeadline(aLongTimeAgo) }
 	if tc, ok := c.(*net.TCPConn); ok {
 		if raw, err := tc.SyscallConn(); err == nil {
 			cc.sender = sendwait.New(raw)
@@ -185,7 +187,7 @@ func (h *hostClient) roundTrip(ctx context.Context, cc *clientConn, body []byte)
 	// The context's own timer ends a call at its deadline, through this
 	// AfterFunc: setting the connection's deadline on every call as well
 	// costs a runtime timer update for nothing.
-	stop := context.AfterFunc(ctx, func() { cc.SetDeadline(aLongTimeAgo) })
+	stop := context.AfterFunc(ctx, cc.abort)
 	defer stop()
 
 	out := append(cc.out[:0], h.head...)

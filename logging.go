@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -102,7 +103,7 @@ func (l logfmtLogger) Log(keyvals ...any) error {
 	bp := lineBuffers.Get().(*[]byte)
 	defer lineBuffers.Put(bp)
 	b := append((*bp)[:0], "ts="...)
-	b = time.Now().UTC().AppendFormat(b, time.RFC3339Nano)
+	b = appendTimestamp(b, time.Now())
 	for i := 0; i < len(keyvals); i += 2 {
 		key, ok := keyvals[i].(string)
 		if !ok || !plainLogfmtKey(key) {
@@ -118,6 +119,45 @@ func (l logfmtLogger) Log(keyvals ...any) error {
 	_, err := l.w.Write(b)
 	return err
 }
+
+// appendTimestamp appends t in UTC as t.UTC().AppendFormat(b,
+// time.RFC3339Nano) does, at a fraction of the cost: the part up to the
+// second is formatted once per second and kept, and only the fraction is
+// written for each line (AppendFormat was 2% of a backend's CPU).
+func appendTimestamp(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	sec := t.Unix()
+	p := timestampPrefix.Load()
+	if p == nil || p.sec != sec {
+		p = &secondPrefix{sec: sec}
+		p.text = t.AppendFormat(p.text, "2006-01-02T15:04:05")
+		timestampPrefix.Store(p)
+	}
+	b = append(b, p.text...)
+	if ns := t.Nanosecond(); ns != 0 {
+		// Nine digits, then the trailing zeros go, as with ".999999999".
+		var frac [10]byte
+		frac[0] = '.'
+		for i := 9; i > 0; i-- {
+			frac[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		n := len(frac)
+		for frac[n-1] == '0' {
+			n--
+		}
+		b = append(b, frac[:n]...)
+	}
+	return append(b, 'Z')
+}
+
+// secondPrefix is a timestamp's text up to its second.
+type secondPrefix struct {
+	sec  int64
+	text []byte
+}
+
+var timestampPrefix atomic.Pointer[secondPrefix]
 
 // plainLogfmtKey reports whether go-logfmt writes key as it is.
 func plainLogfmtKey(key string) bool {
@@ -137,8 +177,8 @@ func appendLogfmtValue(b []byte, v any) (_ []byte, ok bool) {
 		return append(b, "null"...), true
 	case string:
 		return appendLogfmtString(b, v), true
-	case time.Duration: // a fmt.Stringer to go-logfmt
-		return appendLogfmtString(b, v.String()), true
+	case time.Duration: // a fmt.Stringer to go-logfmt, which needs no quotes
+		return appendDuration(b, v), true
 	case error:
 		if _, marshals := v.(encoding.TextMarshaler); marshals {
 			return b, false // go-logfmt prefers MarshalText
@@ -161,10 +201,72 @@ func appendLogfmtString(b []byte, s string) []byte {
 	if s == "null" {
 		return append(b, `"null"`...)
 	}
-	if strings.IndexFunc(s, func(r rune) bool { return r <= ' ' || r == '=' || r == '"' || r == utf8.RuneError }) < 0 {
-		return append(b, s...)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c == '=' || c == '"' {
+			return appendQuoted(b, s, true)
+		} else if c >= utf8.RuneSelf { // the rest rune by rune
+			if strings.IndexFunc(s[i:], func(r rune) bool { return r <= ' ' || r == '=' || r == '"' || r == utf8.RuneError }) >= 0 {
+				return appendQuoted(b, s, true)
+			}
+			break
+		}
 	}
-	return appendQuoted(b, s, true)
+	return append(b, s...)
+}
+
+// appendDuration appends d as d.String() writes it ("1.234ms", "1h2m3s")
+// without the string String allocates.
+func appendDuration(b []byte, d time.Duration) []byte {
+	if d == 0 {
+		return append(b, "0s"...)
+	}
+	u := uint64(d)
+	if d < 0 {
+		b = append(b, '-')
+		u = -u
+	}
+	switch {
+	case u < uint64(time.Microsecond):
+		return append(strconv.AppendUint(b, u, 10), "ns"...)
+	case u < uint64(time.Millisecond):
+		return append(appendDecimal(b, u, 3), "µs"...)
+	case u < uint64(time.Second):
+		return append(appendDecimal(b, u, 6), "ms"...)
+	}
+	secs := u / uint64(time.Second)
+	if h := secs / 3600; h > 0 {
+		b = append(strconv.AppendUint(b, h, 10), 'h')
+	}
+	if m := secs / 60; m > 0 {
+		b = append(strconv.AppendUint(b, m%60, 10), 'm')
+	}
+	return append(appendDecimal(b, u%uint64(time.Minute), 9), 's')
+}
+
+// appendDecimal appends u / 10^digits with its fraction, trailing zeros
+// (and a bare point) left out.
+func appendDecimal(b []byte, u uint64, digits int) []byte {
+	unit := uint64(1)
+	for range digits {
+		unit *= 10
+	}
+	b = strconv.AppendUint(b, u/unit, 10)
+	frac := u % unit
+	if frac == 0 {
+		return b
+	}
+	for frac%10 == 0 {
+		frac /= 10
+		digits--
+	}
+	b = append(b, '.')
+	for unit = 1; digits > 1; digits-- {
+		unit *= 10
+	}
+	for ; unit > 0; unit /= 10 {
+		b = append(b, byte('0'+frac/unit%10))
+	}
+	return b
 }
 
 // logWriter batches log lines in memory and writes them out every interval

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"strings"
 	"sync"
@@ -280,4 +281,64 @@ func BenchmarkLogfmtLogger(b *testing.B) {
 			}
 		})
 	}
+}
+
+func TestAppendTimestampMatchesAppendFormat(t *testing.T) {
+	berlin := time.FixedZone("CET", 3600)
+	tests := []time.Time{
+		time.Date(2026, 11, 21, 13, 28, 4, 0, time.UTC),         // no fraction: no dot
+		time.Date(2026, 11, 21, 13, 28, 4, 1, time.UTC),         // one nanosecond
+		time.Date(2026, 11, 21, 13, 28, 4, 120000000, time.UTC), // trailing zeros trimmed
+		time.Date(2026, 11, 21, 13, 28, 4, 999999999, time.UTC), // all nine digits
+		time.Date(2026, 11, 21, 13, 28, 4, 999999999, berlin),   // another zone: written in UTC
+		time.Date(2026, 11, 21, 13, 28, 5, 500, time.UTC),       // the next second: a new prefix
+		time.Date(2026, 11, 21, 13, 28, 4, 7, time.UTC),         // and back to the earlier one
+		time.Date(10000, 1, 1, 0, 0, 0, 10, time.UTC),           // a five-digit year
+		time.Date(-1, 12, 31, 23, 59, 59, 100, time.UTC),        // a negative year
+		time.Now(), // with a monotonic reading
+	}
+	for _, tt := range tests {
+		got := string(appendTimestamp([]byte("ts="), tt))
+		want := "ts=" + tt.UTC().Format(time.RFC3339Nano)
+		if got != want {
+			t.Errorf("appendTimestamp(%v) = %q, want %q", tt, got, want)
+		}
+	}
+}
+
+func FuzzAppendTimestamp(f *testing.F) {
+	f.Add(int64(1795267684), int64(0))
+	f.Add(int64(1795267684), int64(123456789))
+	f.Add(int64(-62135596800), int64(1))
+	f.Fuzz(func(t *testing.T, sec, nsec int64) {
+		tt := time.Unix(sec, nsec)
+		if got, want := string(appendTimestamp(nil, tt)), tt.UTC().Format(time.RFC3339Nano); got != want {
+			t.Errorf("appendTimestamp(time.Unix(%d, %d)) = %q, want %q", sec, nsec, got, want)
+		}
+	})
+}
+
+func TestAppendDurationMatchesString(t *testing.T) {
+	tests := []time.Duration{
+		0, 1, 999, time.Microsecond, 1500, 1234567, time.Millisecond, 100 * time.Millisecond,
+		time.Second, 1500 * time.Millisecond, time.Minute, 61 * time.Second, time.Hour,
+		time.Hour + time.Nanosecond, 90*time.Minute + 500*time.Microsecond,
+		-1, -1500 * time.Microsecond, -time.Hour, math.MaxInt64, math.MinInt64,
+	}
+	for _, d := range tests {
+		if got, want := string(appendDuration(nil, d)), d.String(); got != want {
+			t.Errorf("appendDuration(%d) = %q, want %q", int64(d), got, want)
+		}
+	}
+}
+
+func FuzzAppendDuration(f *testing.F) {
+	for _, d := range []int64{0, 1, 1234, 1234567, 1234567890, 3723000000001, -5} {
+		f.Add(d)
+	}
+	f.Fuzz(func(t *testing.T, d int64) {
+		if got, want := string(appendDuration(nil, time.Duration(d))), time.Duration(d).String(); got != want {
+			t.Errorf("appendDuration(%d) = %q, want %q", d, got, want)
+		}
+	})
 }

@@ -26,6 +26,11 @@ type request struct {
 	length         int64 // for bodyLength
 	expectContinue bool
 	keepAlive10    bool // an HTTP/1.0 client asked for keep-alive
+
+	// Request points to std, and the response is kept here as well: one
+	// allocation for the three.
+	std  http.Request
+	resp response
 }
 
 // readRequest reads a request line and headers from br: at most maxHeader
@@ -45,7 +50,9 @@ func readRequest(br *bufio.Reader, maxHeader int) (*request, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &request{Request: &http.Request{Method: method, Proto: proto, RequestURI: target}}
+	r := new(request)
+	r.std = http.Request{Method: method, Proto: proto, RequestURI: target}
+	r.Request = &r.std
 	if proto == "HTTP/1.1" {
 		r.ProtoMajor, r.ProtoMinor = 1, 1
 	} else {

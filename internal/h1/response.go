@@ -31,6 +31,11 @@ type response struct {
 	buf         []byte
 	closeAfter  bool
 	err         error // a failed write: the client is gone
+
+	// The Content-Length finish works out, written by appendHead: not put
+	// in the header map, which would cost two allocations per response.
+	sayLength   bool
+	finalLength int64
 }
 
 var (
@@ -189,12 +194,13 @@ func (w *response) finish() {
 	case w.req.Method == http.MethodHead:
 		w.sniff(nil)
 		if _, ok := w.header["Content-Length"]; !ok && w.written > 0 {
-			w.header["Content-Length"] = []string{strconv.FormatInt(w.written, 10)}
+			w.sayLength, w.finalLength = true, w.written
 		}
 		w.buf = w.buf[:0]
 	case bodyAllowed(w.status):
 		w.sniff(nil)
-		w.header["Content-Length"] = []string{strconv.Itoa(len(w.buf))}
+		delete(w.header, "Content-Length")
+		w.sayLength, w.finalLength = true, int64(len(w.buf))
 	default:
 		delete(w.header, "Content-Length")
 	}
@@ -240,6 +246,10 @@ func (w *response) appendHead(b []byte) []byte {
 		delete(w.header, "Connection") // said below, once
 	}
 	b = appendHeader(b, w.header)
+	if w.sayLength {
+		b = append(b, "Content-Length: "...)
+		b = append(strconv.AppendInt(b, w.finalLength, 10), "\r\n"...)
+	}
 	if _, ok := w.header["Date"]; !ok {
 		b = append(b, "Date: "...)
 		b = append(b, httpDate(w.start)...)

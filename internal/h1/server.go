@@ -16,7 +16,10 @@
 // header size limit; 400, 413, 417, 431, 501 and 505 for requests it
 // cannot take; a request's context cancelled when its client disconnects;
 // graceful Shutdown. What it leaves out: TLS, HTTP/2, Hijack, trailers in
-// responses, and the ServerContextKey and LocalAddrContextKey values.
+// responses, and the ServerContextKey and LocalAddrContextKey values. What
+// it does differently: a request's context is its connection's, so it is
+// not cancelled when the handler returns, only when the client goes away or
+// the connection ends.
 //
 // How it saves: one goroutine per connection that reads, calls the handler
 // and writes the whole response with one write; no background read while
