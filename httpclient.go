@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"stringsvc/internal/rawio"
 	"stringsvc/internal/sendwait"
 )
 
@@ -140,7 +141,7 @@ func (h *hostClient) conn(ctx context.Context) (*clientConn, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	cc := &clientConn{Conn: c, br: bufio.NewReaderSize(c, 4096)}
+	cc := &clientConn{Conn: c, br: bufio.NewReaderSize(rawio.New(c), 4096)}
 	cc.abort = func() { cc.SetDeadline(aLongTimeAgo) }
 	if tc, ok := c.(*net.TCPConn); ok {
 		if raw, err := tc.SyscallConn(); err == nil {

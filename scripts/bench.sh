@@ -35,11 +35,15 @@ fi
 command -v nginx >/dev/null || echo "nginx not installed (apt-get install -y nginx): skipping the nginx comparison" >&2
 
 work=$(mktemp -d)
+# The servers' logs (one line per request: hundreds of MB in a run) go to
+# tmpfs when there is one, and are emptied before each measured run: written
+# to disk, their writeback lands on whichever scenario runs later.
+logs=$(mktemp -d -p /dev/shm 2>/dev/null || echo "$work")
 pids=()
 cleanup() {
 	kill "${pids[@]}" 2>/dev/null || true
 	wait 2>/dev/null || true
-	rm -rf "$work"
+	rm -rf "$work" "$logs"
 }
 trap cleanup EXIT
 
@@ -47,10 +51,10 @@ bin=${BIN:-$work/stringsvc}
 [[ -n ${BIN:-} ]] || go build -o "$bin" .
 go build -o "$work/openloop" ./scripts/openloop
 
-start() { # start NAME CMD...: runs CMD on the server CPU, logs to $work/NAME.log
+start() { # start NAME CMD...: runs CMD on the server CPU, logs to $logs/NAME.log
 	local name=$1
 	shift
-	taskset -c "$SERVER_CPU" "$@" >"$work/$name.log" 2>&1 &
+	taskset -c "$SERVER_CPU" "$@" >>"$logs/$name.log" 2>&1 &
 	pids+=($!)
 }
 start b1 "$bin" -listen 127.0.0.1:18181
@@ -59,9 +63,9 @@ start b3 "$bin" -listen 127.0.0.1:18183
 start b4 "$bin" -listen 127.0.0.1:18184 -log.requests=false
 start proxy "$bin" -listen 127.0.0.1:18180 -proxy 127.0.0.1:18181,127.0.0.1:18182,127.0.0.1:18183
 if command -v nginx >/dev/null; then
-	mkdir -p "$work/nginx"
-	sed "s#@DIR@#$work/nginx#g" scripts/bench-nginx.conf >"$work/nginx/nginx.conf"
-	start nginx nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -g 'daemon off;'
+	mkdir -p "$logs/nginx" # its access log too
+	sed "s#@DIR@#$logs/nginx#g" scripts/bench-nginx.conf >"$logs/nginx/nginx.conf"
+	start nginx nginx -p "$logs/nginx" -c "$logs/nginx/nginx.conf" -g 'daemon off;'
 fi
 for port in 18181 18182 18183 18184 18180; do
 	for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.05; done
@@ -80,6 +84,7 @@ if command -v nginx >/dev/null; then
 fi
 
 wrk_run() { # wrk_run URL DURATION → RESULT line
+	for f in "$logs"/*.log "$logs"/nginx/*.log; do : >"$f"; done
 	taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$2" -s scripts/bench.lua "$1" | grep '^RESULT'
 }
 for s in "${scenarios[@]}"; do wrk_run "${urls[$s]}" 1s >/dev/null; done # warm up

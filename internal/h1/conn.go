@@ -13,12 +13,15 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"stringsvc/internal/rawio"
 )
 
 // conn is one client connection, served by one goroutine.
 type conn struct {
 	s          *Server
 	nc         net.Conn
+	rw         io.ReadWriter   // nc's Read and Write as raw system calls (internal/rawio)
 	raw        syscall.RawConn // nil when nc is not a TCP connection: no disconnect watch
 	remoteAddr string
 	br         *bufio.Reader
@@ -57,7 +60,8 @@ func newConn(s *Server, nc net.Conn) *conn {
 			c.raw = raw
 		}
 	}
-	c.br = bufio.NewReaderSize(c.nc, 4096)
+	c.rw = rawio.New(nc)
+	c.br = bufio.NewReaderSize(c.rw, 4096)
 	c.ctx, c.cancel = context.WithCancel(s.baseCtx)
 	c.watchDone = make(chan struct{}, 1)
 	c.watch = time.AfterFunc(time.Hour, c.watchDisconnect)
@@ -179,7 +183,7 @@ func (c *conn) refuse(err error) {
 	if d := c.s.WriteTimeout; d > 0 {
 		c.nc.SetWriteDeadline(time.Now().Add(d))
 	}
-	c.nc.Write(c.out)
+	c.rw.Write(c.out)
 	if tc, ok := c.nc.(interface{ CloseWrite() error }); ok {
 		tc.CloseWrite() // let the client read the answer before the close
 	}

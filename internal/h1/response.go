@@ -269,7 +269,7 @@ func (w *response) write(p []byte) {
 	if w.err != nil {
 		return
 	}
-	if _, err := w.c.nc.Write(p); err != nil {
+	if _, err := w.c.rw.Write(p); err != nil {
 		w.err = err
 		w.closeAfter = true
 	}
@@ -379,7 +379,7 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 				b.w.closeAfter = true
 				return 0, b.readErr
 			}
-			b.c.nc.Write([]byte("HTTP/1.1 100 Continue\r\n\r\n"))
+			b.c.rw.Write([]byte("HTTP/1.1 100 Continue\r\n\r\n"))
 			b.sentContinue = true
 		}
 		if b.w.req.body == bodyChunked {

@@ -24,6 +24,8 @@ package sendwait
 import (
 	"os"
 	"syscall"
+
+	"stringsvc/internal/rawio"
 )
 
 // Writer writes and waits on one connection. It is not safe for concurrent
@@ -77,12 +79,14 @@ func (w *Writer) step(fd uintptr) bool {
 	}
 	w.wrote = true
 	for {
-		n, err := syscall.Write(int(fd), w.p)
+		n, errno := rawio.Write(fd, w.p)
 		if n > 0 {
 			w.written = n
 		}
-		if err != syscall.EINTR {
-			w.writeErr = err
+		if errno != syscall.EINTR {
+			if errno != 0 {
+				w.writeErr = errno
+			}
 			break
 		}
 	}
