@@ -246,6 +246,23 @@ func TestProgram(t *testing.T) {
 		}
 	}
 
+	t.Run("GOGC", func(t *testing.T) {
+		tests := []struct {
+			env  []string
+			want string
+		}{
+			{nil, "go_gc_gogc_percent 400\n"}, // defaultGCPercent
+			{[]string{"GOGC=150"}, "go_gc_gogc_percent 150\n"},
+		}
+		for _, tt := range tests {
+			p := startProcessEnv(t, bin, tt.env)
+			waitHealthy(t, client, p.addr)
+			if _, metrics := send(t, client, http.MethodGet, "http://"+p.addr+"/metrics", ""); !strings.Contains(metrics, tt.want) {
+				t.Errorf("with %q, /metrics has no line %q", tt.env, strings.TrimSpace(tt.want))
+			}
+		}
+	})
+
 	t.Run("SIGTERM drains in-flight request", func(t *testing.T) {
 		hb := newBlockingBackend(t)
 		proxy := startProcess(t, bin, "-proxy", hb.instance, "-proxy.attempt-timeout", "10s", "-proxy.timeout", "20s")
@@ -399,13 +416,21 @@ type process struct {
 // still running.
 func startProcess(tb testing.TB, bin string, args ...string) *process {
 	tb.Helper()
+	return startProcessEnv(tb, bin, nil, args...)
+}
+
+// startProcessEnv is startProcess with env added to the environment.
+func startProcessEnv(tb testing.TB, bin string, env []string, args ...string) *process {
+	tb.Helper()
 	p := &process{log: &lineLog{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(bin, append([]string{"-listen", "127.0.0.1:0"}, args...)...)
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "STRINGSVC_") { // the test decides the configuration
+		// The test decides the configuration, and the collector's target.
+		if !strings.HasPrefix(kv, "STRINGSVC_") && !strings.HasPrefix(kv, "GOGC=") {
 			p.cmd.Env = append(p.cmd.Env, kv)
 		}
 	}
+	p.cmd.Env = append(p.cmd.Env, env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		tb.Fatalf("start %s: %v", bin, err)
