@@ -25,16 +25,19 @@ type conn struct {
 	raw        syscall.RawConn // nil when nc is not a TCP connection: no disconnect watch
 	remoteAddr string
 	br         *bufio.Reader
-	out        []byte // the response being built, written with one Write
-	bodyBuf    []byte // the body held back until the handler returns
-	idle       bool   // guarded by s.mu
+	out        []byte      // the response being built, written with one Write
+	header     http.Header // the response's, reused
+	bodyBuf    []byte      // the body held back until the handler returns
+	idle       bool        // guarded by s.mu
 
-	// The disconnect watch of the request in flight.
-	watchMu    sync.Mutex
-	stopping   bool // guarded by watchMu: stopWatch has taken the deadline back
-	watch      *time.Timer
+	// The disconnect watch of the request in flight (see Server.sweep).
+	watchArmed bool // the serve loop's own copy of armedAt != zero
 	watchDone  chan struct{}
-	watchArmed bool
+	watchMu    sync.Mutex
+	armedAt    time.Time // guarded by watchMu: the armed request's start, or zero
+	watching   bool      // guarded by watchMu: watchDisconnect was started
+	stopping   bool      // guarded by watchMu: stopWatch has taken the deadline back
+	reqStart   time.Time // the request in flight's start
 
 	// ctx is the context of every request on the connection, cancelled when
 	// the client goes away or the connection ends. One per connection and
@@ -64,8 +67,6 @@ func newConn(s *Server, nc net.Conn) *conn {
 	c.br = bufio.NewReaderSize(c.rw, 4096)
 	c.ctx, c.cancel = context.WithCancel(s.baseCtx)
 	c.watchDone = make(chan struct{}, 1)
-	c.watch = time.AfterFunc(time.Hour, c.watchDisconnect)
-	c.watch.Stop()
 	return c
 }
 
@@ -127,10 +128,14 @@ func (c *conn) waitForRequest(first bool) bool {
 // reports whether the connection can carry another request.
 func (c *conn) serveOne() (keep bool) {
 	start := time.Now()
-	if d := c.s.readHeaderTimeout(); d > 0 {
-		c.nc.SetReadDeadline(start.Add(d))
-	} else {
-		c.nc.SetReadDeadline(time.Time{})
+	c.reqStart = start
+	// A read deadline matters only to a read that reaches the socket. When
+	// the head (or the body) is all in the buffer already, as it usually
+	// is, setting one would cost a runtime timer update for nothing: three
+	// updates per request were 2.4% of a backend's CPU (BENCHMARKS.md).
+	headHere := headEnd(c.br) >= 0
+	if !headHere {
+		c.setReadDeadline(start, c.s.readHeaderTimeout())
 	}
 	maxHeader := c.s.MaxHeaderBytes
 	if maxHeader <= 0 {
@@ -141,18 +146,28 @@ func (c *conn) serveOne() (keep bool) {
 		c.refuse(err)
 		return false
 	}
-	if d := c.s.ReadTimeout; d > 0 && d != c.s.readHeaderTimeout() {
-		c.nc.SetReadDeadline(start.Add(d))
-	} else if d <= 0 && c.s.readHeaderTimeout() > 0 {
-		c.nc.SetReadDeadline(time.Time{})
+	bodyHere := req.body == bodyNone ||
+		(req.body == bodyLength && !req.expectContinue && int64(c.br.Buffered()) >= req.length)
+	if !bodyHere {
+		c.setReadDeadline(start, c.s.ReadTimeout)
 	}
 	if d := c.s.WriteTimeout; d > 0 {
-		c.nc.SetWriteDeadline(time.Now().Add(d))
+		headersEnd := start
+		if !headHere {
+			headersEnd = time.Now()
+		}
+		c.nc.SetWriteDeadline(headersEnd.Add(d))
 	}
 
 	req.RemoteAddr = c.remoteAddr
 	w := &req.resp
-	*w = response{c: c, req: req, header: make(http.Header, 4), start: start}
+	// The header map is the connection's, emptied for each response: a
+	// handler may not use its ResponseWriter once it returned.
+	if c.header == nil {
+		c.header = make(http.Header, 4)
+	}
+	clear(c.header)
+	*w = response{c: c, req: req, header: c.header, start: start}
 	w.body.c, w.body.w, w.body.left = c, w, req.length
 	if req.body == bodyNone {
 		req.Body = http.NoBody
@@ -169,6 +184,16 @@ func (c *conn) serveOne() (keep bool) {
 	keep = !w.streaming || w.body.drain()
 	c.stopWatch()
 	return keep && !w.closeAfter && w.keepAlive()
+}
+
+// setReadDeadline sets the read deadline to from+d, or none if d is not
+// positive.
+func (c *conn) setReadDeadline(from time.Time, d time.Duration) {
+	if d > 0 {
+		c.nc.SetReadDeadline(from.Add(d))
+	} else {
+		c.nc.SetReadDeadline(time.Time{})
+	}
 }
 
 // refuse answers a request that could not be read, when the failure was the
@@ -189,14 +214,20 @@ func (c *conn) refuse(err error) {
 	}
 }
 
-// armWatch starts the countdown to watching for the client's disconnect,
-// once the request's body has been read.
+// armWatch makes the request in flight a candidate for the disconnect
+// watch, once its body has been read: the server's sweep starts the watch
+// if the request is still running DisconnectCheckDelay after its start.
+// Arming and disarming cost a lock each; a timer per request, as before,
+// cost 2.5% of a backend's CPU (BENCHMARKS.md).
 func (c *conn) armWatch() {
 	if c.raw == nil || c.watchArmed {
 		return
 	}
 	c.watchArmed = true
-	c.watch.Reset(DisconnectCheckDelay)
+	c.watchMu.Lock()
+	c.armedAt = c.reqStart
+	c.watchMu.Unlock()
+	c.s.startSweep()
 }
 
 // stopWatch ends the watch of the request that just finished, waiting for
@@ -206,21 +237,40 @@ func (c *conn) stopWatch() {
 		return
 	}
 	c.watchArmed = false
-	if c.watch.Stop() {
-		return // it never ran
-	}
-	// It is running or ran: make its wait fail, then wait for it.
 	c.watchMu.Lock()
+	c.armedAt = time.Time{}
+	if !c.watching {
+		c.watchMu.Unlock()
+		return
+	}
+	// It is running or about to: make its wait fail, then wait for it.
 	c.stopping = true
 	c.nc.SetReadDeadline(aLongTimeAgo)
 	c.watchMu.Unlock()
 	<-c.watchDone
-	c.stopping = false
+	c.watchMu.Lock()
+	c.watching, c.stopping = false, false
+	c.watchMu.Unlock()
+}
+
+// maybeWatch starts the watch of c's request if it has run long enough,
+// and reports whether c has a request armed.
+func (c *conn) maybeWatch(now time.Time) bool {
+	c.watchMu.Lock()
+	defer c.watchMu.Unlock()
+	if c.armedAt.IsZero() {
+		return false
+	}
+	if !c.watching && now.Sub(c.armedAt) >= DisconnectCheckDelay {
+		c.watching = true
+		go c.watchDisconnect()
+	}
+	return true
 }
 
 var aLongTimeAgo = time.Unix(1, 0)
 
-// watchDisconnect runs in the timer's goroutine while a slow request is in
+// watchDisconnect runs in its own goroutine while a slow request is in
 // flight. It waits until the connection is readable and looks without
 // consuming: end of stream or an error means the client went away, and the
 // request's context is cancelled; data is a pipelined request, left for

@@ -40,9 +40,9 @@ import (
 )
 
 // DisconnectCheckDelay is how long a request runs before its connection is
-// watched for the client going away. Shorter requests never pay for the
-// watch; a longer one has its context cancelled within this delay of the
-// client disconnecting.
+// watched for the client going away: the watch starts between this delay
+// and half as much again after the request began. Shorter requests never
+// pay for the watch.
 const DisconnectCheckDelay = 10 * time.Millisecond
 
 // Server serves HTTP/1.1. Its fields mean what http.Server's do; set them
@@ -62,6 +62,7 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
 	closing   atomic.Bool
+	sweeping  atomic.Bool // the sweep goroutine runs
 }
 
 // Serve accepts connections on l and serves each in its own goroutine. It
@@ -219,6 +220,46 @@ func (s *Server) setIdle(c *conn, idle bool) bool {
 	defer s.mu.Unlock()
 	c.idle = idle
 	return !s.closing.Load()
+}
+
+// startSweep starts the sweep unless it runs.
+func (s *Server) startSweep() {
+	if !s.sweeping.Load() && s.sweeping.CompareAndSwap(false, true) {
+		go s.sweep()
+	}
+}
+
+// sweep looks at the connections every half DisconnectCheckDelay and starts
+// the disconnect watch of each request that has run that long. It ends once
+// no request is armed, and armWatch starts it again.
+func (s *Server) sweep() {
+	t := time.NewTicker(DisconnectCheckDelay / 2)
+	defer t.Stop()
+	for now := range t.C {
+		if s.sweepOnce(now) {
+			continue
+		}
+		s.sweeping.Store(false)
+		// A request armed since the look above saw the flag still set and
+		// started nothing: look again, and go on unless another sweep did.
+		if !s.sweepOnce(now) || !s.sweeping.CompareAndSwap(false, true) {
+			return
+		}
+	}
+}
+
+// sweepOnce starts the watches due at now and reports whether any request
+// is armed.
+func (s *Server) sweepOnce(now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	armed := false
+	for c := range s.conns {
+		if c.maybeWatch(now) {
+			armed = true
+		}
+	}
+	return armed
 }
 
 func (s *Server) logf(format string, args ...any) {
