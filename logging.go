@@ -161,6 +161,10 @@ var timestampPrefix atomic.Pointer[secondPrefix]
 
 // plainLogfmtKey reports whether go-logfmt writes key as it is.
 func plainLogfmtKey(key string) bool {
+	switch key {
+	case "method", "input", "output", "err", "took", "n", "msg": // the usual ones, without the scan
+		return true
+	}
 	for i := 0; i < len(key); i++ {
 		if c := key[i]; c <= ' ' || c == '=' || c == '"' || c >= utf8.RuneSelf {
 			return false

@@ -8,16 +8,18 @@
 # then latency at a fixed rate (open loop) direct vs proxy (vs nginx).
 # Servers run on CPU 0, the load generator on CPU 1 (taskset). Each
 # scenario runs RUNS times, interleaved; medians are reported with min-max.
+# A ratio is the median of the runs' own ratios: the two scenarios of a pair
+# run back to back, so a shared machine's slow minutes hit both alike.
 #
 #   scripts/bench.sh                     # defaults below
-#   RUNS=5 DURATION=10s scripts/bench.sh
+#   RUNS=7 DURATION=10s scripts/bench.sh
 #   BIN=/tmp/old-stringsvc scripts/bench.sh   # measure another build
 #   RATE=0 scripts/bench.sh              # throughput only, no fixed-rate run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-RUNS=${RUNS:-3}
-DURATION=${DURATION:-8s}
+RUNS=${RUNS:-5}
+DURATION=${DURATION:-6s}
 CONNS=${CONNS:-50}
 RATE=${RATE:-2000}
 RATE_DURATION=${RATE_DURATION:-10s}
@@ -77,11 +79,12 @@ declare -A urls=(
 	[proxy]=http://127.0.0.1:18180/uppercase
 	[count]=http://127.0.0.1:18180/count
 )
-scenarios=(direct direct-nolog proxy count)
+scenarios=(direct direct-nolog proxy)
 if command -v nginx >/dev/null; then
 	urls[nginx]=http://127.0.0.1:18190/uppercase
-	scenarios+=(nginx)
+	scenarios+=(nginx) # right after proxy: the pair of proxy/nginx
 fi
+scenarios+=(count)
 
 wrk_run() { # wrk_run URL DURATION → RESULT line
 	for f in "$logs"/*.log "$logs"/nginx/*.log; do : >"$f"; done
@@ -121,14 +124,17 @@ for s in "${scenarios[@]}"; do
 	median[$s]=$med
 	printf "%-13s %12s %17s %9s %8s %8s\n" "$s" "$med" "$lo-$hi" "$bad" "$p50" "$p99"
 done
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+ratio() { # ratio A B → "median min-max" of A/B over the runs
+	paste <(rps "$1") <(rps "$2") | awk '{ printf "%.2f\n", $1 / $2 }' | stats |
+		awk '{ printf "%s (runs %s-%s)", $1, $2, $3 }'
+}
 echo
-echo "proxy/direct = $(ratio "${median[proxy]}" "${median[direct]}")"
+echo "proxy/direct = $(ratio proxy direct)"
 if [[ -n ${median[nginx]:-} ]]; then
-	echo "nginx/direct = $(ratio "${median[nginx]}" "${median[direct]}")"
-	echo "proxy/nginx  = $(ratio "${median[proxy]}" "${median[nginx]}")"
+	echo "nginx/direct = $(ratio nginx direct)"
+	echo "proxy/nginx  = $(ratio proxy nginx)"
 fi
-echo "logging on/off (direct) = $(ratio "${median[direct]}" "${median[direct-nolog]}")"
+echo "logging on/off (direct) = $(ratio direct direct-nolog)"
 
 [[ $RATE != 0 ]] || exit 0 # RATE=0: no fixed-rate run
 echo
