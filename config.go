@@ -88,23 +88,33 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	fs.StringVar(&cfg.DNSServer, "dns.server", "", "DNS server (host[:port]) that resolves -proxy dns+srv:// names; empty: the system resolver")
 	fs.DurationVar(&cfg.DNSRefresh, "dns.refresh", 5*time.Second, "how often -proxy dns+srv:// resolves its name again")
 
-	var envErr error
+	// The environment first, then the command line over it: a bad value in
+	// the environment is an error only for a flag the command line leaves
+	// alone.
+	envErrs := make(map[string]error)
 	fs.VisitAll(func(f *flag.Flag) {
-		if v := getenv(envName(f.Name)); v != "" && envErr == nil {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = fmt.Errorf("%s=%q: %w", envName(f.Name), v, err)
+		if v := getenv(envName(f.Name)); v != "" {
+			if err := f.Value.Set(v); err != nil {
+				envErrs[f.Name] = fmt.Errorf("%s=%q: %w", envName(f.Name), v, err)
 			}
 		}
 	})
-	if envErr != nil {
-		return cfg, usageError{envErr}
-	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printUsage(fs, stdout)
 			return cfg, err
 		}
 		return cfg, usageError{err}
+	}
+	fs.Visit(func(f *flag.Flag) { delete(envErrs, f.Name) }) // set on the command line
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) { // the first by name (VisitAll sorts), for a stable message
+		if err := envErrs[f.Name]; err != nil && envErr == nil {
+			envErr = err
+		}
+	})
+	if envErr != nil {
+		return cfg, usageError{envErr}
 	}
 	if fs.NArg() > 0 {
 		return cfg, usageError{fmt.Errorf("unexpected argument %q (flags only; see -h)", fs.Arg(0))}
