@@ -28,13 +28,26 @@ func splitInstances(list string) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		if seen[u.String()] {
+		key := instanceKey(u)
+		if seen[key] {
 			return nil, fmt.Errorf("instance %q is listed twice", p)
 		}
-		seen[u.String()] = true
+		seen[key] = true
 		instances = append(instances, p)
 	}
 	return instances, nil
+}
+
+// instanceKey is what two spellings of one instance have in common: host
+// names are case-insensitive, and a missing port is the scheme's.
+func instanceKey(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	k := *u
+	k.Host = net.JoinHostPort(strings.ToLower(u.Hostname()), port)
+	return k.String()
 }
 
 // parseInstance turns an instance into the URL the proxy POSTs to:
