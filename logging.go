@@ -149,21 +149,8 @@ func appendTimestamp(b []byte, t time.Time) []byte {
 		timestampPrefix.Store(p)
 	}
 	b = append(b, p.text...)
-	if ns := t.Nanosecond(); ns != 0 {
-		// Nine digits, then the trailing zeros go, as with ".999999999".
-		var frac [10]byte
-		frac[0] = '.'
-		for i := 9; i > 0; i-- {
-			frac[i] = byte('0' + ns%10)
-			ns /= 10
-		}
-		n := len(frac)
-		for frac[n-1] == '0' {
-			n--
-		}
-		b = append(b, frac[:n]...)
-	}
-	return append(b, 'Z')
+	// Nine digits, trailing zeros left out, as with ".999999999".
+	return append(appendFraction(b, uint64(t.Nanosecond()), 9), 'Z')
 }
 
 // secondPrefix is a timestamp's text up to its second.
@@ -221,16 +208,21 @@ func appendLogfmtString(b []byte, s string) []byte {
 		return append(b, `"null"`...)
 	}
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c <= ' ' || c == '=' || c == '"' {
-			return appendQuoted(b, s, true)
-		} else if c >= utf8.RuneSelf { // the rest rune by rune
-			if strings.IndexFunc(s[i:], func(r rune) bool { return r <= ' ' || r == '=' || r == '"' || r == utf8.RuneError }) >= 0 {
+		if c := s[i]; c >= utf8.RuneSelf { // the rest rune by rune
+			if strings.IndexFunc(s[i:], needsLogfmtQuotes) >= 0 {
 				return appendQuoted(b, s, true)
 			}
 			break
+		} else if needsLogfmtQuotes(rune(c)) {
+			return appendQuoted(b, s, true)
 		}
 	}
 	return append(b, s...)
+}
+
+// needsLogfmtQuotes reports whether go-logfmt quotes a value holding r.
+func needsLogfmtQuotes(r rune) bool {
+	return r <= ' ' || r == '=' || r == '"' || r == utf8.RuneError
 }
 
 // appendDuration appends d as d.String() writes it ("1.234ms", "1h2m3s")
@@ -269,8 +261,13 @@ func appendDecimal(b []byte, u uint64, digits int) []byte {
 	for range digits {
 		unit *= 10
 	}
-	b = strconv.AppendUint(b, u/unit, 10)
-	frac := u % unit
+	return appendFraction(strconv.AppendUint(b, u/unit, 10), u%unit, digits)
+}
+
+// appendFraction appends frac, a fraction of digits decimal places (frac <
+// 10^digits), as "." and its digits without the trailing zeros, or nothing
+// when it is 0.
+func appendFraction(b []byte, frac uint64, digits int) []byte {
 	if frac == 0 {
 		return b
 	}
@@ -278,10 +275,11 @@ func appendDecimal(b []byte, u uint64, digits int) []byte {
 		frac /= 10
 		digits--
 	}
-	b = append(b, '.')
-	for unit = 1; digits > 1; digits-- {
+	unit := uint64(1)
+	for ; digits > 1; digits-- {
 		unit *= 10
 	}
+	b = append(b, '.')
 	for ; unit > 0; unit /= 10 {
 		b = append(b, byte('0'+frac/unit%10))
 	}
