@@ -141,12 +141,11 @@ func (h *hostClient) conn(ctx context.Context) (*clientConn, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	cc := &clientConn{Conn: c, br: bufio.NewReaderSize(rawio.New(c), 4096)}
+	rw := rawio.New(c) // c itself over TLS: then no raw calls and no sendwait
+	cc := &clientConn{Conn: c, br: bufio.NewReaderSize(rw, 4096)}
 	cc.abort = func() { cc.SetDeadline(aLongTimeAgo) }
-	if tc, ok := c.(*net.TCPConn); ok {
-		if raw, err := tc.SyscallConn(); err == nil {
-			cc.sender = sendwait.New(raw)
-		}
+	if rc, ok := rw.(*rawio.Conn); ok {
+		cc.sender = sendwait.New(rc.Raw())
 	}
 	return cc, false, nil
 }

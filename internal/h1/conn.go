@@ -58,12 +58,10 @@ const maxDiscard = 256 << 10
 
 func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{s: s, nc: nc, remoteAddr: nc.RemoteAddr().String()}
-	if sc, ok := nc.(syscall.Conn); ok {
-		if raw, err := sc.SyscallConn(); err == nil {
-			c.raw = raw
-		}
-	}
 	c.rw = rawio.New(nc)
+	if rc, ok := c.rw.(*rawio.Conn); ok {
+		c.raw = rc.Raw()
+	}
 	c.br = bufio.NewReaderSize(c.rw, 4096)
 	c.ctx, c.cancel = context.WithCancel(s.baseCtx)
 	c.watchDone = make(chan struct{}, 1)

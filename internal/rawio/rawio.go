@@ -57,6 +57,10 @@ func New(c net.Conn) net.Conn {
 	return rc
 }
 
+// Raw returns the connection's syscall.RawConn, for callers that make
+// calls of their own on it (h1's disconnect watch, sendwait).
+func (c *Conn) Raw() syscall.RawConn { return c.raw }
+
 // Read reads as net.Conn's Read does: it waits until some bytes, the end of
 // the stream, an error or the read deadline.
 func (c *Conn) Read(p []byte) (int, error) {
