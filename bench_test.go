@@ -63,21 +63,16 @@ func BenchmarkHTTPUppercase(b *testing.B) {
 }
 
 func BenchmarkLoggingMiddleware(b *testing.B) {
-	svc := loggingMiddleware{logger: benchLogger(b), next: stringService{}}
-	ctx := context.Background()
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if _, err := svc.Uppercase(ctx, "hello, world"); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
+	benchUppercaseParallel(b, loggingMiddleware{logger: benchLogger(b), next: stringService{}})
 }
 
 func BenchmarkInstrumentingMiddleware(b *testing.B) {
-	svc := newInstrumentingMiddleware(newMetrics(prometheus.NewRegistry()))(stringService{})
+	benchUppercaseParallel(b, newInstrumentingMiddleware(newMetrics(prometheus.NewRegistry()))(stringService{}))
+}
+
+// benchUppercaseParallel calls svc.Uppercase from every P at once, as a
+// server's connections do.
+func benchUppercaseParallel(b *testing.B, svc StringService) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {

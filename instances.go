@@ -42,8 +42,12 @@ func splitInstances(list string) ([]string, error) {
 // names are case-insensitive, and a missing port is the scheme's.
 func instanceKey(u *url.URL) string {
 	port := u.Port()
-	if port == "" {
-		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	switch {
+	case port != "":
+	case u.Scheme == "https":
+		port = "443"
+	default: // http, the only other scheme parseInstance lets through
+		port = "80"
 	}
 	k := *u
 	k.Host = net.JoinHostPort(strings.ToLower(u.Hostname()), port)

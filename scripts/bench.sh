@@ -118,10 +118,8 @@ summary() { # summary SCENARIO → "median min max failures p50 p99"
 }
 echo
 printf "%-13s %12s %17s %9s %8s %8s\n" scenario "good req/s" "min-max" failures "p50 us" "p99 us"
-declare -A median
 for s in "${scenarios[@]}"; do
 	read -r med lo hi bad p50 p99 < <(summary "$s")
-	median[$s]=$med
 	printf "%-13s %12s %17s %9s %8s %8s\n" "$s" "$med" "$lo-$hi" "$bad" "$p50" "$p99"
 done
 ratio() { # ratio A B → "median min-max" of A/B over the runs
@@ -130,7 +128,7 @@ ratio() { # ratio A B → "median min-max" of A/B over the runs
 }
 echo
 echo "proxy/direct = $(ratio proxy direct)"
-if [[ -n ${median[nginx]:-} ]]; then
+if [[ -n ${urls[nginx]:-} ]]; then
 	echo "nginx/direct = $(ratio nginx direct)"
 	echo "proxy/nginx  = $(ratio proxy nginx)"
 fi
