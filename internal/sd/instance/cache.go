@@ -1,8 +1,8 @@
-// Package instance holds what every instancer in internal/sd shares: the
-// cache that keeps an instancer's latest event and hands it to each
-// subscriber. It is go-kit's sd/internal/instance, which cannot be imported
-// from outside go-kit. It knows go-kit's sd.Event and nothing of any
-// registry or of the service.
+// Package instance holds what every instancer and registrar in internal/sd
+// shares: the cache that keeps an instancer's latest event and hands it to
+// each subscriber (go-kit's sd/internal/instance, which cannot be imported
+// from outside go-kit), and the metrics a registrar reports. It knows
+// go-kit's sd.Event and nothing of any registry or of the service.
 package instance
 
 import (
@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/go-kit/kit/sd"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Cache holds an instancer's latest event and sends it to every
@@ -75,4 +76,12 @@ func errText(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// RegistrarMetrics are what every registrar in internal/sd reports. A nil
+// field is not reported.
+type RegistrarMetrics struct {
+	Registrations prometheus.Counter // times the instance registered (again included)
+	Registered    prometheus.Gauge   // 1 while registered
+	Errors        prometheus.Counter // failed registry calls
 }
