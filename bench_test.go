@@ -12,6 +12,8 @@ import (
 	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"stringsvc/internal/logfmt"
 )
 
 // benchHandler is the whole HTTP stack of a backend, with request logging
@@ -29,7 +31,7 @@ func benchHandler(b *testing.B, logger log.Logger) http.Handler {
 
 func benchLogger(b *testing.B) log.Logger {
 	b.Helper()
-	lw := newLogWriter(io.Discard, 100*time.Millisecond)
+	lw := logfmt.NewWriter(io.Discard, 100*time.Millisecond)
 	b.Cleanup(func() { lw.Close() })
 	logger, err := newLogger("logfmt", lw)
 	if err != nil {

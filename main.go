@@ -25,6 +25,7 @@ import (
 	stdlog "log"
 
 	"stringsvc/internal/h1"
+	"stringsvc/internal/logfmt"
 )
 
 // defaultGCPercent is the garbage collector's target when GOGC is not set.
@@ -64,7 +65,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	}
 
-	logs := newLogWriter(stderr, cfg.logFlushInterval)
+	logs := logfmt.NewWriter(stderr, cfg.logFlushInterval)
 	defer logs.Close()
 	logger, err := newLogger(cfg.logFormat, logs)
 	if err != nil {

@@ -17,6 +17,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker"
 	"golang.org/x/time/rate"
+
+	"stringsvc/internal/h1"
+	"stringsvc/internal/jsonfield"
 )
 
 // proxyConfig tunes the proxying middleware. run fills it from flags; every
@@ -202,8 +205,8 @@ func (u *upstreams) Factory(instance string) (endpoint.Endpoint, io.Closer, erro
 	if u.cfg.QPS <= 0 {
 		limit = rate.Inf
 	}
-	client := newHostClient(target, u.cfg.MaxIdleConnsPerHost)
-	e := makeUpstreamEndpoint(client)
+	client := h1.NewClient(target, "application/json", u.cfg.MaxIdleConnsPerHost)
+	e := makeUppercaseProxy(client)
 	e = circuitbreaker.Gobreaker(breaker)(e)
 	e = ratelimit.NewErroringLimiter(rate.NewLimiter(limit, u.cfg.Burst))(e)
 	e = u.observeOutcomes(instance)(e)
@@ -323,3 +326,28 @@ func validateProxyConfig(cfg proxyConfig) error {
 	}
 	return nil
 }
+
+// makeUppercaseProxy returns an endpoint that POSTs an uppercaseRequest to
+// one instance through client. Transport failures, 5xx and 429 come back as errors (retried,
+// counted by the breaker); an answer the instance gave on purpose comes
+// back inside the response, neither retried nor a breaker failure: ErrEmpty
+// (our 400 or stringsvc3's 200 {"err":"empty string"}) reaches the client
+// as 400, any other 4xx as 502.
+func makeUppercaseProxy(client *h1.Client) endpoint.Endpoint {
+	return func(ctx context.Context, request any) (any, error) {
+		req := request.(uppercaseRequest)
+		buf := byteBuffers.Get().(*[]byte)
+		defer byteBuffers.Put(buf)
+		body := append((*buf)[:0], `{"s":`...)
+		body = append(jsonfield.AppendString(body, req.S), '}')
+		*buf = body
+		var response any
+		err := client.Post(ctx, body, func(status int, answer []byte) error {
+			var err error
+			response, err = decodeUppercaseResponse(status, answer)
+			return err
+		})
+		return response, err
+	}
+}
+

@@ -13,6 +13,8 @@ import (
 
 	"github.com/go-kit/kit/endpoint"
 	httptransport "github.com/go-kit/kit/transport/http"
+
+	"stringsvc/internal/jsonfield"
 )
 
 // uppercaseRequest is the body of /uppercase, as in go-kit's stringsvc3.
@@ -77,6 +79,9 @@ func decodeCountRequest(_ context.Context, r *http.Request) (any, error) {
 	return req, nil
 }
 
+// byteBuffers recycles the bodies of upstream requests and of responses.
+var byteBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
+
 // bodyBuffers recycles request bodies while they are decoded.
 var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
@@ -86,7 +91,7 @@ var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // recycled buffer and unmarshalling it costs less than a json.Decoder, and
 // json.Unmarshal rejects trailing data by itself. s is v's "s" member: the
 // common body, `{"s":"…"}` without escapes, fills it directly
-// (decodeStringField).
+// (jsonfield.DecodeStringField).
 func decodeJSON(body io.Reader, v any, s *string) error {
 	buf := bodyBuffers.Get().(*bytes.Buffer)
 	defer bodyBuffers.Put(buf)
@@ -101,7 +106,7 @@ func decodeJSON(body io.Reader, v any, s *string) error {
 	if buf.Len() == 0 {
 		return badRequestError{err: io.EOF}
 	}
-	if value, ok := decodeStringField(buf.Bytes(), "s"); ok {
+	if value, ok := jsonfield.DecodeStringField(buf.Bytes(), "s"); ok {
 		*s = value
 		return nil
 	}
@@ -126,7 +131,7 @@ func (ee errorEncoder) encodeResponse(ctx context.Context, w http.ResponseWriter
 	b := append((*buf)[:0], `{"v":`...)
 	switch r := response.(type) {
 	case uppercaseResponse:
-		b = appendJSONString(b, r.V)
+		b = jsonfield.AppendString(b, r.V)
 	case countResponse:
 		b = strconv.AppendInt(b, int64(r.V), 10)
 	default:
@@ -248,3 +253,30 @@ func (e badRequestError) Error() string {
 }
 
 func (e badRequestError) Unwrap() error { return e.err }
+
+// decodeUppercaseResponse sorts an instance's answer to /uppercase into a
+// result, a business error or a failure.
+func decodeUppercaseResponse(status int, body []byte) (any, error) {
+	var resp uppercaseResponse
+	var jsonErr error
+	if v, ok := jsonfield.DecodeStringField(body, "v"); ok {
+		resp.V = v
+	} else {
+		jsonErr = json.Unmarshal(body, &resp)
+	}
+	switch {
+	case jsonErr == nil && resp.Err == ErrEmpty.Error() &&
+		(status == http.StatusOK || status == http.StatusBadRequest):
+		return uppercaseResponse{err: ErrEmpty}, nil
+	case status >= 500 || status == http.StatusTooManyRequests:
+		return nil, fmt.Errorf("upstream answered %d", status)
+	case status != http.StatusOK:
+		return uppercaseResponse{err: fmt.Errorf("%w: instance refused the request: %d %q",
+			errUpstream, status, resp.Err)}, nil
+	case jsonErr != nil:
+		return nil, fmt.Errorf("decode upstream answer: %w", jsonErr)
+	case resp.Err != "":
+		return uppercaseResponse{err: fmt.Errorf("%w: instance answered %q", errUpstream, resp.Err)}, nil
+	}
+	return uppercaseResponse{V: resp.V}, nil
+}

@@ -1,16 +1,21 @@
-package main
+// Package jsonfield reads and writes the one JSON shape this service
+// speaks, an object with one string member ({"s":"hello"}, {"v":"HELLO"}),
+// without encoding/json's reflection and allocations, and quotes strings as
+// encoding/json and go-logfmt do. It is held to encoding/json by fuzz
+// tests. It knows nothing of the service's types or routes.
+package jsonfield
 
 import "unicode/utf8"
 
-// decodeStringField decodes body when it is exactly one JSON object with one
+// DecodeStringField decodes body when it is exactly one JSON object with one
 // string member named key, `{"s":"hello"}`, whose value has no escapes: the
 // shape of every request and answer this service sends. It reports false
 // for anything else (escapes, other members, another case of key, invalid
 // UTF-8), which the caller hands to encoding/json. Doing so keeps
 // encoding/json's meaning exactly while the common body skips its
-// reflection and allocations (BENCHMARKS.md). FuzzDecodeStringField checks
-// the two agree.
-func decodeStringField(body []byte, key string) (string, bool) {
+// reflection and its allocation per decoded value. FuzzDecodeStringField
+// checks the two agree.
+func DecodeStringField(body []byte, key string) (string, bool) {
 	i := skipSpace(body, 0)
 	if i >= len(body) || body[i] != '{' {
 		return "", false
@@ -68,17 +73,26 @@ func skipSpace(b []byte, i int) int {
 	return i
 }
 
-// appendJSONString appends s as a JSON string, as encoding/json writes it
-// (minus its optional HTML escaping): invalid UTF-8 becomes U+FFFD.
-func appendJSONString(dst []byte, s string) []byte {
+// AppendString appends s as a JSON string exactly as encoding/json writes
+// it with HTML escaping off (json.Encoder.SetEscapeHTML(false)): '"', '\\'
+// and control characters escaped (\b, \f, \n, \r, \t by name, the rest as
+// \u00XX), U+2028 and U+2029 escaped, invalid UTF-8 written as \ufffd.
+// FuzzAppendString holds it to encoding/json.
+func AppendString(dst []byte, s string) []byte {
 	return appendQuoted(dst, s, false)
 }
 
-// appendQuoted appends s quoted and escaped as a JSON string: '"', '\\' and
-// control characters escaped, invalid UTF-8 written as \ufffd. With
-// escapeReplacement, a U+FFFD already in s is written as \ufffd too, which
-// is how go-logfmt quotes (appendLogfmtString).
-func appendQuoted(dst []byte, s string, escapeReplacement bool) []byte {
+// AppendLogfmtString appends s quoted as go-logfmt quotes a value: JSON
+// string syntax, but only \n, \r and \t escaped by name (\b and \f become
+// \u0008 and \u000c), U+2028 and U+2029 left as they are, and U+FFFD
+// written as \ufffd whether s held it or invalid UTF-8.
+func AppendLogfmtString(dst []byte, s string) []byte {
+	return appendQuoted(dst, s, true)
+}
+
+// appendQuoted appends s quoted and escaped as a JSON string, in
+// encoding/json's dialect or, with logfmt, in go-logfmt's.
+func appendQuoted(dst []byte, s string, logfmt bool) []byte {
 	const hex = "0123456789abcdef"
 	dst = append(dst, '"')
 	start := 0
@@ -90,15 +104,19 @@ func appendQuoted(dst []byte, s string, escapeReplacement bool) []byte {
 				continue
 			}
 			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
+			switch {
+			case c == '"', c == '\\':
 				dst = append(dst, '\\', c)
-			case '\n':
+			case c == '\n':
 				dst = append(dst, '\\', 'n')
-			case '\r':
+			case c == '\r':
 				dst = append(dst, '\\', 'r')
-			case '\t':
+			case c == '\t':
 				dst = append(dst, '\\', 't')
+			case c == '\b' && !logfmt:
+				dst = append(dst, '\\', 'b')
+			case c == '\f' && !logfmt:
+				dst = append(dst, '\\', 'f')
 			default:
 				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
 			}
@@ -107,14 +125,19 @@ func appendQuoted(dst []byte, s string, escapeReplacement bool) []byte {
 			continue
 		}
 		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && (size == 1 || escapeReplacement) {
+		switch {
+		case r == utf8.RuneError && (size == 1 || logfmt):
 			dst = append(dst, s[start:i]...)
 			dst = append(dst, `\ufffd`...)
+		case (r == '\u2028' || r == '\u2029') && !logfmt:
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xf])
+		default:
 			i += size
-			start = i
 			continue
 		}
 		i += size
+		start = i
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')

@@ -1,4 +1,4 @@
-package main
+package h1
 
 import (
 	"bufio"
@@ -18,20 +18,19 @@ import (
 	"stringsvc/internal/sendwait"
 )
 
-// hostClient is a lean HTTP/1.1 client for one instance: it POSTs JSON
-// over kept-alive connections and reads the answer in the calling
-// goroutine. It exists because the proxy hop's cost is the product
-// (BENCHMARKS.md): net/http's client hands every request to a connection's
-// write and read goroutines and back, and allocates per request; this does
-// neither. fasthttp's HostClient was the other candidate, but it cannot
+// Client is a lean HTTP/1.1 client for one URL: it POSTs a body over
+// kept-alive connections and reads the answer in the calling goroutine.
+// It exists because the proxy hop's cost is what the service sells:
+// net/http's client hands every request to a connection's write and read
+// goroutines and back, and allocates per request; this does neither. fasthttp's HostClient was the other candidate, but it cannot
 // abort a request when its context is cancelled, and a client that
 // disconnects must cancel the upstream call.
 //
-// It speaks only what the proxy needs: one request shape, answers with
+// It speaks only what a proxy needs: one request shape, answers with
 // Content-Length or chunked bodies, keep-alive unless the server says
 // close. A context's deadline becomes the connection's deadline, and its
 // cancellation cuts the connection short.
-type hostClient struct {
+type Client struct {
 	addr        string // host:port to dial
 	head        []byte // request line and fixed headers, up to "Content-Length: "
 	dialer      net.Dialer
@@ -56,10 +55,14 @@ type clientConn struct {
 // maxAnswerHeader bounds an answer's status line and headers.
 const maxAnswerHeader = 16 << 10
 
-// newHostClient returns a client POSTing to target (http or https).
-func newHostClient(target *url.URL, maxIdle int) *hostClient {
+// MaxAnswerBody bounds what a Client reads of an answer's body.
+const MaxAnswerBody = 1 << 20
+
+// NewClient returns a client POSTing bodies of contentType to target (http
+// or https), keeping up to maxIdle connections alive.
+func NewClient(target *url.URL, contentType string, maxIdle int) *Client {
 	head := "POST " + target.RequestURI() + " HTTP/1.1\r\nHost: " + target.Host +
-		"\r\nUser-Agent: stringsvc\r\nContent-Type: application/json\r\nContent-Length: "
+		"\r\nUser-Agent: stringsvc\r\nContent-Type: " + contentType + "\r\nContent-Length: "
 	port := target.Port()
 	var tlsConfig *tls.Config
 	if target.Scheme == "https" {
@@ -70,7 +73,7 @@ func newHostClient(target *url.URL, maxIdle int) *hostClient {
 	} else if port == "" {
 		port = "80"
 	}
-	return &hostClient{
+	return &Client{
 		addr:        net.JoinHostPort(target.Hostname(), port),
 		head:        []byte(head),
 		tls:         tlsConfig,
@@ -83,11 +86,11 @@ func newHostClient(target *url.URL, maxIdle int) *hostClient {
 // errAnswer marks an answer that breaks HTTP/1.1.
 var errAnswer = errors.New("malformed HTTP answer")
 
-// post sends body and calls read with the answer's status and body, which is
+// Post sends body and calls read with the answer's status and body, which is
 // only valid during the call. A kept-alive connection that turns out to be
 // closed by the server before it answered is replaced once by a new one:
 // the request never reached the server's handler.
-func (h *hostClient) post(ctx context.Context, body []byte, read func(status int, body []byte) error) error {
+func (h *Client) Post(ctx context.Context, body []byte, read func(status int, body []byte) error) error {
 	for try := 0; ; try++ {
 		cc, reused, err := h.conn(ctx)
 		if err != nil {
@@ -118,7 +121,7 @@ func staleConn(err error) bool {
 
 var errConnReset = errors.New("connection reset before the answer")
 
-func (h *hostClient) conn(ctx context.Context) (*clientConn, bool, error) {
+func (h *Client) conn(ctx context.Context) (*clientConn, bool, error) {
 	now := time.Now()
 	h.mu.Lock()
 	for len(h.idle) > 0 {
@@ -150,7 +153,7 @@ func (h *hostClient) conn(ctx context.Context) (*clientConn, bool, error) {
 	return cc, false, nil
 }
 
-func (h *hostClient) release(cc *clientConn, keep bool) {
+func (h *Client) release(cc *clientConn, keep bool) {
 	if !keep {
 		cc.Close()
 		return
@@ -168,7 +171,7 @@ func (h *hostClient) release(cc *clientConn, keep bool) {
 }
 
 // CloseIdle closes the kept-alive connections, for an instance that goes away.
-func (h *hostClient) CloseIdle() {
+func (h *Client) CloseIdle() {
 	h.mu.Lock()
 	idle := h.idle
 	h.idle = nil
@@ -178,12 +181,9 @@ func (h *hostClient) CloseIdle() {
 	}
 }
 
-// aLongTimeAgo is a deadline that makes every pending read or write fail.
-var aLongTimeAgo = time.Unix(1, 0)
-
 // roundTrip writes one request and reads its answer. answer is non-nil
 // once any byte of the answer arrived.
-func (h *hostClient) roundTrip(ctx context.Context, cc *clientConn, body []byte) (status int, answer []byte, keep bool, err error) {
+func (h *Client) roundTrip(ctx context.Context, cc *clientConn, body []byte) (status int, answer []byte, keep bool, err error) {
 	// The context's own timer ends a call at its deadline, through this
 	// AfterFunc: setting the connection's deadline on every call as well
 	// costs a runtime timer update for nothing.
@@ -256,21 +256,21 @@ func readAnswer(cc *clientConn) (status int, body []byte, keep bool, err error) 
 		}
 		value = bytes.TrimSpace(value)
 		switch {
-		case asciiEqualFold(name, "Content-Length"):
+		case bytesEqualFoldASCII(name, "Content-Length"):
 			n, err := strconv.Atoi(string(value))
 			if err != nil || n < 0 || (contentLength >= 0 && n != contentLength) {
 				return 0, []byte{}, false, fmt.Errorf("%w: Content-Length %q", errAnswer, value)
 			}
 			contentLength = n
-		case asciiEqualFold(name, "Transfer-Encoding"):
-			if !asciiEqualFold(value, "chunked") {
+		case bytesEqualFoldASCII(name, "Transfer-Encoding"):
+			if !bytesEqualFoldASCII(value, "chunked") {
 				return 0, []byte{}, false, fmt.Errorf("%w: Transfer-Encoding %q", errAnswer, value)
 			}
 			chunked = true
-		case asciiEqualFold(name, "Connection"):
-			if asciiEqualFold(value, "close") {
+		case bytesEqualFoldASCII(name, "Connection"):
+			if bytesEqualFoldASCII(value, "close") {
 				keep = false
-			} else if asciiEqualFold(value, "keep-alive") {
+			} else if bytesEqualFoldASCII(value, "keep-alive") {
 				keep = true
 			}
 		}
@@ -281,7 +281,7 @@ func readAnswer(cc *clientConn) (status int, body []byte, keep bool, err error) 
 	switch {
 	case chunked:
 		body, err = readChunked(cc.br, cc.body[:0])
-	case contentLength > maxUpstreamBody:
+	case contentLength > MaxAnswerBody:
 		return 0, []byte{}, false, fmt.Errorf("%w: body of %d bytes", errAnswer, contentLength)
 	case contentLength >= 0:
 		body = grow(cc.body[:0], contentLength)
@@ -307,7 +307,7 @@ func readChunked(br *bufio.Reader, dst []byte) ([]byte, error) {
 		}
 		size, _, _ := bytes.Cut(trimCRLF(line), []byte{';'})
 		n, err := strconv.ParseUint(string(bytes.TrimSpace(size)), 16, 32)
-		if err != nil || len(dst)+int(n) > maxUpstreamBody {
+		if err != nil || len(dst)+int(n) > MaxAnswerBody {
 			return nil, fmt.Errorf("%w: chunk size %q", errAnswer, trimCRLF(line))
 		}
 		if n == 0 {
@@ -333,9 +333,9 @@ func readChunked(br *bufio.Reader, dst []byte) ([]byte, error) {
 }
 
 func readAllBounded(br *bufio.Reader, dst []byte) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(br, maxUpstreamBody+1))
-	if len(b) > maxUpstreamBody {
-		return nil, fmt.Errorf("%w: body over %d bytes", errAnswer, maxUpstreamBody)
+	b, err := io.ReadAll(io.LimitReader(br, MaxAnswerBody+1))
+	if len(b) > MaxAnswerBody {
+		return nil, fmt.Errorf("%w: body over %d bytes", errAnswer, MaxAnswerBody)
 	}
 	return append(dst, b...), err
 }
@@ -353,7 +353,7 @@ func trimCRLF(b []byte) []byte {
 	return bytes.TrimSuffix(b, []byte{'\r'})
 }
 
-func asciiEqualFold(b []byte, s string) bool {
+func bytesEqualFoldASCII(b []byte, s string) bool {
 	if len(b) != len(s) {
 		return false
 	}
