@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"stringsvc/internal/lb"
 	"stringsvc/internal/logfmt"
 )
 
@@ -98,21 +99,18 @@ func BenchmarkProxyUppercase(b *testing.B) {
 		instances = append(instances, strings.TrimPrefix(srv.URL, "http://"))
 	}
 	cfg := proxyConfig{
-		Balancer: "roundrobin", Attempts: 3, AttemptTimeout: time.Second, Timeout: 2 * time.Second,
+		Balancer: "roundrobin", Policy: lb.Policy{Attempts: 3, AttemptTimeout: time.Second, Timeout: 2 * time.Second},
 		BreakerFailures: 5, BreakerRatio: 0.5, BreakerMinRequests: 20, BreakerInterval: 10 * time.Second,
 		BreakerCooldown: 5 * time.Second, MaxIdleConnsPerHost: 64,
 	}
 	m := newMetrics(prometheus.NewRegistry())
 	ups := newUpstreams(cfg, m)
-	endpointer, err := ups.fixedEndpointer(instances)
-	if err != nil {
-		b.Fatal(err)
+	for _, instance := range instances {
+		if _, _, err := ups.Factory(instance); err != nil {
+			b.Fatal(err)
+		}
 	}
-	proxying, err := newProxyingMiddleware(endpointer, cfg, m)
-	if err != nil {
-		b.Fatal(err)
-	}
-	svc := proxying(stringService{})
+	svc := newProxyingMiddleware(ups, cfg, m.retries)(stringService{})
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.SetParallelism(8)

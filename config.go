@@ -5,14 +5,22 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
+	"net"
 	"strconv"
 	"strings"
 	"time"
+
+	"stringsvc/internal/lb"
 )
 
-// config is everything run needs to know, from flags and environment.
+// config is everything run needs to know, from flags and environment,
+// parsed and validated once: construction code never parses a string of it
+// again.
 type config struct {
-	listen, proxy     string
+	listen            string
+	proxy             string      // -proxy as given, for the logs
+	target            proxyTarget // -proxy parsed; its zero value serves locally
 	logFormat         string
 	logFlushInterval  time.Duration
 	logRequests       bool
@@ -28,6 +36,53 @@ type config struct {
 	debugListen       string
 	proxyConfig
 	discoveryConfig
+}
+
+// proxyConfig tunes the proxying middleware. Every field has a documented
+// default in parseConfig.
+type proxyConfig struct {
+	Balancer  string // "roundrobin" or "random"
+	lb.Policy        // attempts and timeouts of the retry loop
+
+	QPS   float64 // sustained requests/s per instance; 0 means no limit
+	Burst int     // requests per instance allowed at once above QPS
+
+	BreakerFailures    uint32        // consecutive failures that open a breaker
+	BreakerRatio       float64       // failure ratio that opens a breaker...
+	BreakerMinRequests uint32        // ...once an interval has seen this many requests
+	BreakerInterval    time.Duration // closed-state window for the counts; 0 never clears them
+	BreakerCooldown    time.Duration // open time before a probe
+
+	MaxIdleConnsPerHost int // kept-alive connections per instance
+}
+
+// discoveryConfig says where this instance registers itself and how a proxy
+// follows a registry. Every field has a documented default in parseConfig.
+type discoveryConfig struct {
+	Registry        registryAddr  // where to register; zero: do not register
+	Advertise       string        // host:port proxies dial; empty: the bound -listen address
+	ServiceName     string        // instances live under the etcd prefix /services/<ServiceName>/
+	RegistryTTL     time.Duration // lease TTL of the registration, rounded up to whole seconds
+	RegistryTimeout time.Duration // bound of the first registration, retries included
+	RegistryResync  time.Duration // how often a proxy re-reads the whole prefix
+	DNSServer       string        // host:port resolving dns+srv:// names; empty: the system resolver
+	DNSRefresh      time.Duration // how often a dns+srv:// name is resolved again
+}
+
+// registryAddr is a registry: its kind ("etcd") and its endpoints
+// (host:port each).
+type registryAddr struct {
+	kind      string
+	endpoints []string
+}
+
+// proxyTarget is what -proxy names: a fixed instance list, a registry whose
+// registered instances to follow, or a DNS SRV name to resolve. Exactly one
+// is set, or none when the service serves locally.
+type proxyTarget struct {
+	instances []string     // a fixed list
+	registry  registryAddr // a registry
+	srvName   string       // a DNS SRV name
 }
 
 // usageError is a mistake on the command line or in the environment; main
@@ -79,13 +134,14 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	fs.DurationVar(&cfg.BreakerInterval, "proxy.breaker.interval", 10*time.Second, "window after which a closed breaker forgets its counts (0: never)")
 	fs.DurationVar(&cfg.BreakerCooldown, "proxy.breaker.cooldown", 5*time.Second, "how long a breaker stays open before it lets one probe through")
 	fs.IntVar(&cfg.MaxIdleConnsPerHost, "proxy.max-idle-conns", 256, "kept-alive connections per instance")
-	fs.StringVar(&cfg.Registry, "registry", "", "etcd to register this instance in while it runs: etcd://host:port[,host:port...]; empty: do not register")
+	var registry, dnsServer string
+	fs.StringVar(&registry, "registry", "", "etcd to register this instance in while it runs: etcd://host:port[,host:port...]; empty: do not register")
 	fs.StringVar(&cfg.Advertise, "advertise", "", "host:port proxies reach this instance at (default: the bound -listen address, which then needs a specific host)")
 	fs.StringVar(&cfg.ServiceName, "service.name", "stringsvc", "service name: instances register under, and -proxy etcd:// follows, the etcd prefix /services/<name>/")
 	fs.DurationVar(&cfg.RegistryTTL, "registry.ttl", 10*time.Second, "lease TTL of the registration, in whole seconds: an instance that dies without deregistering disappears after it")
 	fs.DurationVar(&cfg.RegistryTimeout, "registry.timeout", 10*time.Second, "how long the first registration may take, retries included, before the program exits with an error")
 	fs.DurationVar(&cfg.RegistryResync, "registry.resync", 5*time.Second, "how often -proxy etcd:// re-reads all instances, besides watching them, and so notices an unreachable etcd")
-	fs.StringVar(&cfg.DNSServer, "dns.server", "", "DNS server (host[:port]) that resolves -proxy dns+srv:// names; empty: the system resolver")
+	fs.StringVar(&dnsServer, "dns.server", "", "DNS server (host[:port]) that resolves -proxy dns+srv:// names; empty: the system resolver")
 	fs.DurationVar(&cfg.DNSRefresh, "dns.refresh", 5*time.Second, "how often -proxy dns+srv:// resolves its name again")
 
 	// The environment first, then the command line over it: a bad value in
@@ -119,13 +175,48 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	if fs.NArg() > 0 {
 		return cfg, usageError{fmt.Errorf("unexpected argument %q (flags only; see -h)", fs.Arg(0))}
 	}
-	if err := cfg.validate(); err != nil {
+	if err := cfg.parse(registry, dnsServer); err != nil {
 		return cfg, usageError{err}
 	}
 	return cfg, nil
 }
 
+// parse turns the flags that are strings into typed values and checks every
+// value; the first problem is the error.
+func (cfg *config) parse(registry, dnsServer string) error {
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	var err error
+	if dnsServer != "" {
+		if cfg.DNSServer, err = parseDNSServer(dnsServer); err != nil {
+			return err
+		}
+	}
+	if registry != "" {
+		if cfg.Registry, err = parseRegistry(registry); err != nil {
+			return fmt.Errorf("-registry %w", err)
+		}
+		if err := cfg.validateRegistration(); err != nil {
+			return err
+		}
+	}
+	if cfg.proxy == "" {
+		return nil
+	}
+	if cfg.target, err = parseProxyTarget(cfg.proxy); err != nil {
+		return fmt.Errorf("-proxy: %w", err)
+	}
+	if cfg.Registry.kind != "" && cfg.target.registry.kind == cfg.Registry.kind {
+		return fmt.Errorf("-registry with -proxy %s://: "+
+			"the proxy would register itself among the instances it forwards to", cfg.Registry.kind)
+	}
+	return nil
+}
+
+// validate checks the values that need no parsing.
 func (cfg config) validate() error {
+	d, p := cfg.discoveryConfig, cfg.proxyConfig
 	switch {
 	case cfg.logFormat != "logfmt" && cfg.logFormat != "json":
 		return fmt.Errorf("-log.format %q: want logfmt or json", cfg.logFormat)
@@ -139,19 +230,133 @@ func (cfg config) validate() error {
 		return fmt.Errorf("-http.server %q: want h1 or net/http", cfg.httpServer)
 	case cfg.shutdownTimeout <= 0:
 		return errors.New("-shutdown.timeout must be positive")
-	case cfg.Balancer != "roundrobin" && cfg.Balancer != "random":
-		return fmt.Errorf("-proxy.balancer %q: want roundrobin or random", cfg.Balancer)
+	case d.ServiceName == "" || strings.ContainsAny(d.ServiceName, "/ "):
+		return fmt.Errorf("-service.name %q: want a non-empty name without / or spaces", d.ServiceName)
+	case d.RegistryTTL < time.Second:
+		return fmt.Errorf("-registry.ttl %v: want at least 1s", d.RegistryTTL)
+	case d.RegistryTimeout <= 0 || d.RegistryResync <= 0 || d.DNSRefresh <= 0:
+		return errors.New("-registry.timeout, -registry.resync and -dns.refresh must be positive")
+	case p.Balancer != "roundrobin" && p.Balancer != "random":
+		return fmt.Errorf("-proxy.balancer %q: want roundrobin or random", p.Balancer)
+	case cfg.proxy == "":
+		return nil // the other proxy settings matter only with -proxy
 	}
-	if err := validateDiscovery(cfg); err != nil {
-		return err
+	return validateProxy(p)
+}
+
+// validateProxy checks the proxy's settings.
+func validateProxy(p proxyConfig) error {
+	switch {
+	case p.Attempts < 1:
+		return fmt.Errorf("-proxy.attempts %d: want at least 1", p.Attempts)
+	case p.AttemptTimeout <= 0 || p.Timeout <= 0:
+		return errors.New("-proxy.attempt-timeout and -proxy.timeout must be positive")
+	case p.QPS < 0 || math.IsNaN(p.QPS) || math.IsInf(p.QPS, 0):
+		return fmt.Errorf("-proxy.qps %v: want a number >= 0", p.QPS)
+	case p.QPS > 0 && p.Burst < 1:
+		return fmt.Errorf("-proxy.burst %d: want at least 1", p.Burst)
+	case p.BreakerFailures < 1:
+		return errors.New("-proxy.breaker.failures: want at least 1")
+	case p.BreakerRatio <= 0 || p.BreakerRatio > 1:
+		return fmt.Errorf("-proxy.breaker.ratio %v: want a number in (0, 1]", p.BreakerRatio)
+	case p.BreakerCooldown <= 0:
+		return errors.New("-proxy.breaker.cooldown must be positive")
+	case p.MaxIdleConnsPerHost < 1:
+		return errors.New("-proxy.max-idle-conns: want at least 1")
 	}
-	if cfg.proxy == "" {
+	return nil
+}
+
+// validateRegistration checks what registering needs: an address proxies
+// can reach this instance at.
+func (cfg config) validateRegistration() error {
+	if cfg.Advertise != "" {
+		if _, _, err := net.SplitHostPort(cfg.Advertise); err != nil {
+			return fmt.Errorf("-advertise %q: want host:port", cfg.Advertise)
+		}
+		if _, err := parseInstance(cfg.Advertise); err != nil {
+			return fmt.Errorf("-advertise: %w", err)
+		}
 		return nil
 	}
-	if _, err := parseProxyTarget(cfg.proxy); err != nil {
-		return fmt.Errorf("-proxy: %w", err)
+	host, _, err := net.SplitHostPort(cfg.listen)
+	if ip := net.ParseIP(host); err != nil || host == "" || (ip != nil && ip.IsUnspecified()) {
+		return fmt.Errorf("-advertise is required with -registry when -listen %q has no specific host",
+			cfg.listen)
 	}
-	return validateProxyConfig(cfg.proxyConfig)
+	return nil
+}
+
+// parseProxyTarget dispatches -proxy on its scheme: etcd://, dns+srv://, or
+// else a fixed list.
+func parseProxyTarget(s string) (proxyTarget, error) {
+	scheme, rest, ok := strings.Cut(s, "://")
+	switch {
+	case ok && scheme == "etcd":
+		endpoints, err := parseEndpoints("etcd", rest)
+		return proxyTarget{registry: registryAddr{kind: "etcd", endpoints: endpoints}}, err
+	case ok && scheme == "dns+srv":
+		name, err := parseSRVName(rest)
+		return proxyTarget{srvName: name}, err
+	case ok && scheme != "http" && scheme != "https":
+		return proxyTarget{}, fmt.Errorf("unknown scheme %q: want host:port[,...], http(s)://host:port[,...], "+
+			"etcd://host:port[,...] or dns+srv://name", scheme)
+	}
+	instances, err := splitInstances(s)
+	return proxyTarget{instances: instances}, err
+}
+
+// parseRegistry parses -registry, etcd://host:port[,host:port...].
+func parseRegistry(s string) (registryAddr, error) {
+	rest, ok := strings.CutPrefix(s, "etcd://")
+	if !ok {
+		return registryAddr{}, fmt.Errorf("%q: want etcd://host:port[,host:port...]", s)
+	}
+	endpoints, err := parseEndpoints("etcd", rest)
+	return registryAddr{kind: "etcd", endpoints: endpoints}, err
+}
+
+// parseEndpoints parses the part after scheme://: comma-separated
+// host:port, each of which may also carry its own scheme:// prefix.
+func parseEndpoints(scheme, list string) ([]string, error) {
+	var endpoints []string
+	for _, e := range strings.Split(list, ",") {
+		e = strings.TrimPrefix(strings.TrimSpace(e), scheme+"://")
+		host, port, err := net.SplitHostPort(e)
+		if err != nil || host == "" || !validPort(port) {
+			return nil, fmt.Errorf("%s endpoint %q: want host:port (%s://host:port[,host:port...])", scheme, e, scheme)
+		}
+		endpoints = append(endpoints, e)
+	}
+	return endpoints, nil
+}
+
+func validPort(port string) bool {
+	n, err := strconv.Atoi(port)
+	return err == nil && n > 0 && n < 1<<16
+}
+
+// parseSRVName checks the part after dns+srv://, such as
+// _http._tcp.stringsvc.default.svc.cluster.local.
+func parseSRVName(name string) (string, error) {
+	if name == "" || strings.ContainsAny(name, "/:,? ") {
+		return "", fmt.Errorf("dns+srv name %q: want dns+srv://_service._proto.domain, no port or path", name)
+	}
+	return name, nil
+}
+
+// parseDNSServer returns -dns.server as host:port, port 53 if it has none.
+func parseDNSServer(s string) (string, error) {
+	if host, port, err := net.SplitHostPort(s); err == nil {
+		if host == "" || !validPort(port) {
+			return "", fmt.Errorf("-dns.server %q: want host[:port]", s)
+		}
+		return s, nil
+	}
+	if strings.ContainsAny(s, "/:, ") {
+		return "", fmt.Errorf("-dns.server %q: want host[:port]", s)
+	}
+	return net.JoinHostPort(s, "53"), nil
 }
 
 func uintFlag(p *uint32) func(string) error {

@@ -5,133 +5,30 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"stringsvc/internal/sd/etcd"
+	"stringsvc/internal/testenv"
 )
 
 // Helpers of the discovery tests: real etcd and dnsmasq processes on
 // 127.0.0.1, the program run in-process or as a built binary, a load
 // generator, and a /metrics scraper.
 
-// requireTool returns the path of the program name. A missing program skips
-// the test, or fails it under CI=true, where .ci/run installs it.
-func requireTool(tb testing.TB, name, debianPackage string) string {
-	tb.Helper()
-	path, err := exec.LookPath(name)
-	if err == nil {
-		return path
-	}
-	msg := fmt.Sprintf("%s not found (%v); install it with: apt-get install -y %s",
-		name, err, debianPackage)
-	if os.Getenv("CI") == "true" {
-		tb.Fatal(msg)
-	}
-	tb.Skip(msg)
-	return ""
-}
-
-// freeLocalPort returns a 127.0.0.1 port that was free for both TCP and UDP
-// a moment ago.
-func freeLocalPort(tb testing.TB) int {
-	tb.Helper()
-	for range 20 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			tb.Fatalf("find a free port: %v", err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		pc, udpErr := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if udpErr == nil {
-			if err := pc.Close(); err != nil {
-				tb.Fatalf("close UDP probe: %v", err)
-			}
-		}
-		if err := ln.Close(); err != nil {
-			tb.Fatalf("close TCP probe: %v", err)
-		}
-		if udpErr == nil {
-			return port
-		}
-	}
-	tb.Fatal("no port free for both TCP and UDP after 20 tries")
-	return 0
-}
-
-// pollUntil calls cond every 10ms until it is true, failing the test after
-// timeout. It returns how long that took.
-func pollUntil(tb testing.TB, timeout time.Duration, what string, cond func() bool) time.Duration {
-	tb.Helper()
-	start := time.Now()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Since(start) > timeout {
-			tb.Fatalf("%s: still not true after %v", what, timeout)
-		}
-		<-tick.C
-	}
-	return time.Since(start)
-}
-
-// concurrentBuffer is a bytes.Buffer safe for one writer and many readers.
-type concurrentBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *concurrentBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *concurrentBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-var listenLogLine = regexp.MustCompile(`msg=listening addr=(\S+)`)
-
-// waitListening returns the address in the program's "msg=listening" log
-// line, failing the test if the program exits first.
-func waitListening(tb testing.TB, stderr *concurrentBuffer, exited <-chan struct{},
-	exitErr func() error) string {
-	tb.Helper()
-	var addr string
-	pollUntil(tb, 20*time.Second, "stringsvc logs msg=listening", func() bool {
-		if m := listenLogLine.FindStringSubmatch(stderr.String()); m != nil {
-			addr = m[1]
-			return true
-		}
-		select {
-		case <-exited:
-			tb.Fatalf("stringsvc exited before listening: %v\n%s", exitErr(), stderr)
-		default:
-		}
-		return false
-	})
-	return addr
-}
-
 // stringsvcRun is the program running in-process: run in a goroutine.
 type stringsvcRun struct {
 	addr   string
-	stderr *concurrentBuffer
+	stderr *testenv.Buffer
 	cancel context.CancelFunc
 	exited chan struct{}
 	err    error // set before exited is closed
@@ -142,7 +39,7 @@ type stringsvcRun struct {
 func startStringsvc(tb testing.TB, args ...string) *stringsvcRun {
 	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &stringsvcRun{stderr: new(concurrentBuffer), cancel: cancel, exited: make(chan struct{})}
+	r := &stringsvcRun{stderr: new(testenv.Buffer), cancel: cancel, exited: make(chan struct{})}
 	all := append([]string{"-listen", "127.0.0.1:0", "-log.flush-interval", "10ms",
 		"-log.requests=false"}, args...)
 	go func() {
@@ -154,7 +51,7 @@ func startStringsvc(tb testing.TB, args ...string) *stringsvcRun {
 			tb.Errorf("stringsvc %v: run returned %v\n%s", args, err, r.stderr)
 		}
 	})
-	r.addr = waitListening(tb, r.stderr, r.exited, func() error { return r.err })
+	r.addr = r.stderr.WaitMatch(tb, listeningLine, r.exited, 20*time.Second)[1]
 	return r
 }
 
@@ -171,150 +68,16 @@ func (r *stringsvcRun) stop(tb testing.TB) error {
 	}
 }
 
-// stringsvcProcess is the built program running as a child process.
-type stringsvcProcess struct {
-	addr    string
-	cmd     *exec.Cmd
-	stderr  *concurrentBuffer
-	exited  chan struct{}
-	waitErr error // set before exited is closed
-}
-
-// startStringsvcProcess starts bin with args on 127.0.0.1:0 and kills it, by
-// PID, when the test ends if it still runs.
-func startStringsvcProcess(tb testing.TB, bin string, args ...string) *stringsvcProcess {
+// startStringsvcProcess starts bin with args, terse logs, on 127.0.0.1:0.
+func startStringsvcProcess(tb testing.TB, bin string, args ...string) *process {
 	tb.Helper()
-	p := &stringsvcProcess{stderr: new(concurrentBuffer), exited: make(chan struct{})}
-	p.cmd = exec.Command(bin, append([]string{"-listen", "127.0.0.1:0", "-log.flush-interval", "10ms",
-		"-log.requests=false"}, args...)...)
-	p.cmd.Env = []string{} // no STRINGSVC_* from the test's environment
-	p.cmd.Stderr = p.stderr
-	if err := p.cmd.Start(); err != nil {
-		tb.Fatalf("start %s: %v", bin, err)
-	}
-	go func() {
-		defer close(p.exited)
-		p.waitErr = p.cmd.Wait()
-	}()
-	tb.Cleanup(func() {
-		select {
-		case <-p.exited:
-			return
-		default:
-		}
-		if err := p.cmd.Process.Kill(); err != nil {
-			tb.Errorf("kill stringsvc pid %d: %v", p.cmd.Process.Pid, err)
-		}
-		<-p.exited
-	})
-	p.addr = waitListening(tb, p.stderr, p.exited, func() error { return p.waitErr })
-	return p
-}
-
-// etcdServer is a one-member etcd cluster on 127.0.0.1 with its data in a
-// temporary directory. It can be stopped and started again on the same
-// ports and data.
-type etcdServer struct {
-	endpoint string // host:port of the client URL
-	bin      string
-	args     []string
-	out      *concurrentBuffer
-	cmd      *exec.Cmd
-	exited   chan struct{}
-	waitErr  error
-}
-
-// startEtcd starts etcd and waits until it has a leader. Short heartbeat
-// and election timeouts let leases as short as 1s be granted as asked
-// (etcd's minimum lease TTL is 1.5 election timeouts).
-func startEtcd(tb testing.TB) *etcdServer {
-	tb.Helper()
-	bin := requireTool(tb, "etcd", "etcd-server")
-	clientURL := fmt.Sprintf("http://127.0.0.1:%d", freeLocalPort(tb))
-	peerURL := fmt.Sprintf("http://127.0.0.1:%d", freeLocalPort(tb))
-	e := &etcdServer{
-		endpoint: strings.TrimPrefix(clientURL, "http://"),
-		bin:      bin,
-		args: []string{
-			"--name", "test", "--data-dir", filepath.Join(tb.TempDir(), "etcd"),
-			"--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
-			"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
-			"--initial-cluster", "test=" + peerURL,
-			"--heartbeat-interval", "50", "--election-timeout", "500",
-			"--logger", "zap", "--log-level", "warn",
-		},
-		out: new(concurrentBuffer),
-	}
-	tb.Cleanup(func() { e.stop(tb) })
-	e.start(tb)
-	return e
-}
-
-func (e *etcdServer) start(tb testing.TB) {
-	tb.Helper()
-	e.cmd = exec.Command(e.bin, e.args...)
-	e.cmd.Stdout, e.cmd.Stderr = e.out, e.out
-	if err := e.cmd.Start(); err != nil {
-		tb.Fatalf("start etcd: %v", err)
-	}
-	exited := make(chan struct{})
-	e.exited = exited
-	cmd := e.cmd
-	go func() {
-		defer close(exited)
-		e.waitErr = cmd.Wait()
-	}()
-	client := &http.Client{Timeout: time.Second}
-	defer client.CloseIdleConnections()
-	pollUntil(tb, 20*time.Second, "etcd answers /health with true", func() bool {
-		select {
-		case <-exited:
-			tb.Fatalf("etcd exited: %v\n%s", e.waitErr, e.out)
-		default:
-		}
-		resp, err := client.Get("http://" + e.endpoint + "/health")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		body, err := io.ReadAll(resp.Body)
-		return err == nil && resp.StatusCode == http.StatusOK &&
-			strings.Contains(string(body), `"health":"true"`)
-	})
-}
-
-// stop stops etcd with SIGTERM, by PID, and waits for it to exit.
-func (e *etcdServer) stop(tb testing.TB) {
-	tb.Helper()
-	stopProcess(tb, "etcd", e.cmd, e.exited, e.out)
-	e.cmd = nil
-}
-
-// stopProcess sends cmd SIGTERM and waits for exited, killing it after 10s.
-// A nil cmd has been stopped already.
-func stopProcess(tb testing.TB, name string, cmd *exec.Cmd, exited <-chan struct{}, out fmt.Stringer) {
-	tb.Helper()
-	if cmd == nil {
-		return
-	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		tb.Errorf("SIGTERM %s pid %d: %v", name, cmd.Process.Pid, err)
-	}
-	select {
-	case <-exited:
-	case <-time.After(10 * time.Second):
-		tb.Errorf("%s pid %d ignored SIGTERM for 10s; killing it\n%s", name, cmd.Process.Pid, out)
-		if err := cmd.Process.Kill(); err != nil {
-			tb.Errorf("kill %s pid %d: %v", name, cmd.Process.Pid, err)
-		}
-		<-exited
-	}
+	return startProcess(tb, bin, append([]string{"-log.flush-interval", "10ms", "-log.requests=false"}, args...)...)
 }
 
 // newTestEtcdClient returns a client of e, closed when the test ends.
-func newTestEtcdClient(tb testing.TB, e *etcdServer) *clientv3.Client {
+func newTestEtcdClient(tb testing.TB, e *testenv.Etcd) *clientv3.Client {
 	tb.Helper()
-	cli, err := newEtcdClient([]string{e.endpoint})
+	cli, err := etcd.NewClient([]string{e.Endpoint})
 	if err != nil {
 		tb.Fatalf("etcd client: %v", err)
 	}
@@ -345,81 +108,6 @@ func etcdEntries(tb testing.TB, cli *clientv3.Client, prefix string) map[string]
 type etcdEntry struct {
 	value string
 	lease clientv3.LeaseID
-}
-
-// dnsmasqServer is dnsmasq answering SRV records for name on 127.0.0.1.
-type dnsmasqServer struct {
-	addr    string // 127.0.0.1:port
-	name    string // the SRV name
-	bin     string
-	out     *concurrentBuffer
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	waitErr error
-}
-
-// startDnsmasq serves SRV records for name, one per port, all pointing at
-// a target name that resolves to 127.0.0.1.
-func startDnsmasq(tb testing.TB, name string, ports ...int) *dnsmasqServer {
-	tb.Helper()
-	d := &dnsmasqServer{
-		addr: fmt.Sprintf("127.0.0.1:%d", freeLocalPort(tb)),
-		name: name,
-		bin:  requireTool(tb, "dnsmasq", "dnsmasq-base"),
-		out:  new(concurrentBuffer),
-	}
-	tb.Cleanup(func() { d.stop(tb) })
-	d.start(tb, ports...)
-	return d
-}
-
-// start starts dnsmasq with the records for ports and waits until it
-// answers with them. dnsmasq rereads only some files on SIGHUP, not
-// --srv-host, so changing the records means starting it again.
-func (d *dnsmasqServer) start(tb testing.TB, ports ...int) {
-	tb.Helper()
-	_, port, err := net.SplitHostPort(d.addr)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	const target = "backend.stringsvc.test"
-	args := []string{
-		"--no-daemon", "--port=" + port, "--listen-address=127.0.0.1", "--bind-interfaces",
-		"--no-resolv", "--no-hosts", "--conf-file=/dev/null", "--host-record=" + target + ",127.0.0.1",
-	}
-	for _, p := range ports {
-		args = append(args, fmt.Sprintf("--srv-host=%s,%s,%d", d.name, target, p))
-	}
-	d.cmd = exec.Command(d.bin, args...)
-	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
-	if err := d.cmd.Start(); err != nil {
-		tb.Fatalf("start dnsmasq: %v", err)
-	}
-	exited := make(chan struct{})
-	d.exited = exited
-	cmd := d.cmd
-	go func() {
-		defer close(exited)
-		d.waitErr = cmd.Wait()
-	}()
-	resolver := newResolver(d.addr)
-	pollUntil(tb, 10*time.Second, "dnsmasq answers with the new records", func() bool {
-		select {
-		case <-exited:
-			tb.Fatalf("dnsmasq exited: %v\n%s", d.waitErr, d.out)
-		default:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_, records, err := resolver.LookupSRV(ctx, "", "", d.name)
-		return err == nil && len(records) == len(ports)
-	})
-}
-
-func (d *dnsmasqServer) stop(tb testing.TB) {
-	tb.Helper()
-	stopProcess(tb, "dnsmasq", d.cmd, d.exited, d.out)
-	d.cmd = nil
 }
 
 // loadGen sends POST /uppercase at a steady rate and counts the answers
@@ -500,7 +188,7 @@ func (l *loadGen) Stop() (ok int64, failures []string) {
 func (l *loadGen) waitMore(tb testing.TB, n int64) {
 	tb.Helper()
 	target := l.ok.Load() + n
-	pollUntil(tb, 30*time.Second, fmt.Sprintf("%d more requests succeed", n), func() bool {
+	testenv.PollUntil(tb, 30*time.Second, fmt.Sprintf("%d more requests succeed", n), func() bool {
 		return l.ok.Load() >= target
 	})
 }

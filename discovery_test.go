@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	etcdsd "stringsvc/internal/sd/etcd"
+	"stringsvc/internal/testenv"
 	"sync"
 	"testing"
 	"time"
@@ -76,10 +78,10 @@ func checkEvenShare(t *testing.T, got map[string]float64, want []string, n int) 
 }
 
 func TestEtcdDiscoveryFollowsRegisteredBackends(t *testing.T) {
-	etcd := startEtcd(t)
-	registry := "etcd://" + etcd.endpoint
+	etcd := testenv.StartEtcd(t)
+	registry := "etcd://" + etcd.Endpoint
 	cli := newTestEtcdClient(t, etcd)
-	prefix := servicePrefix("stringsvc")
+	prefix := etcdsd.ServicePrefix("stringsvc")
 
 	early := startStringsvc(t, proxyArgs(registry)...)
 	if got := getStatus(t, early.addr, "/readyz"); got != http.StatusServiceUnavailable {
@@ -97,12 +99,12 @@ func TestEtcdDiscoveryFollowsRegisteredBackends(t *testing.T) {
 		start := time.Now()
 		b := startStringsvc(t, backendArgs(registry)...)
 		backends = append(backends, b)
-		pollUntil(t, 5*time.Second, "backend's key in etcd", func() bool {
+		testenv.PollUntil(t, 5*time.Second, "backend's key in etcd", func() bool {
 			e, ok := etcdEntries(t, cli, prefix)[prefix+b.addr]
 			return ok && e.value == b.addr
 		})
 		inEtcd := time.Since(start)
-		pollUntil(t, 5*time.Second, "early proxy routes to the new backend", func() bool {
+		testenv.PollUntil(t, 5*time.Second, "early proxy routes to the new backend", func() bool {
 			if load == nil && sendHello(client, "http://"+early.addr+"/uppercase") != nil {
 				return false // the proxy does not know the first backend yet
 			}
@@ -123,7 +125,7 @@ func TestEtcdDiscoveryFollowsRegisteredBackends(t *testing.T) {
 
 	want := addrs(backends...)
 	for i, p := range proxies {
-		took := pollUntil(t, 5*time.Second, "proxy knows every backend", hasSet(t, p.addr, want))
+		took := testenv.PollUntil(t, 5*time.Second, "proxy knows every backend", hasSet(t, p.addr, want))
 		t.Logf("proxy %d of %d has the full set %v after %v more",
 			i+1, len(proxies), want, took.Round(time.Millisecond))
 		if got := getStatus(t, p.addr, "/readyz"); got != http.StatusOK {
@@ -142,24 +144,24 @@ func TestEtcdDiscoveryFollowsRegisteredBackends(t *testing.T) {
 }
 
 func TestEtcdRollingRestartUnderLoad(t *testing.T) {
-	etcd := startEtcd(t)
-	registry := "etcd://" + etcd.endpoint
+	etcd := testenv.StartEtcd(t)
+	registry := "etcd://" + etcd.Endpoint
 	cli := newTestEtcdClient(t, etcd)
-	prefix := servicePrefix("stringsvc")
+	prefix := etcdsd.ServicePrefix("stringsvc")
 	backends := []*stringsvcRun{
 		startStringsvc(t, backendArgs(registry)...),
 		startStringsvc(t, backendArgs(registry)...),
 		startStringsvc(t, backendArgs(registry)...),
 	}
 	proxy := startStringsvc(t, proxyArgs(registry)...)
-	pollUntil(t, 5*time.Second, "proxy knows every backend", hasSet(t, proxy.addr, addrs(backends...)))
+	testenv.PollUntil(t, 5*time.Second, "proxy knows every backend", hasSet(t, proxy.addr, addrs(backends...)))
 	load := startLoad(t, proxy.addr, testRate)
 	load.waitMore(t, 100)
 
 	for i, old := range backends {
 		start := time.Now()
 		old.cancel() // as SIGTERM does
-		pollUntil(t, 5*time.Second, "proxy drops the stopped backend", func() bool {
+		testenv.PollUntil(t, 5*time.Second, "proxy drops the stopped backend", func() bool {
 			return !slices.Contains(proxySet(t, proxy.addr), old.addr)
 		})
 		removed := time.Since(start)
@@ -174,7 +176,7 @@ func TestEtcdRollingRestartUnderLoad(t *testing.T) {
 
 		start = time.Now()
 		backends[i] = startStringsvc(t, backendArgs(registry)...)
-		pollUntil(t, 5*time.Second, "proxy routes to the replacement", func() bool {
+		testenv.PollUntil(t, 5*time.Second, "proxy routes to the replacement", func() bool {
 			return successes(t, proxy.addr)[backends[i].addr] > 0
 		})
 		first := time.Since(start)
@@ -194,33 +196,30 @@ func TestEtcdRollingRestartUnderLoad(t *testing.T) {
 
 func TestEtcdKilledBackendExpiresAfterTTL(t *testing.T) {
 	bin := buildBinary(t)
-	etcd := startEtcd(t)
-	registry := "etcd://" + etcd.endpoint
+	etcd := testenv.StartEtcd(t)
+	registry := "etcd://" + etcd.Endpoint
 	cli := newTestEtcdClient(t, etcd)
-	prefix := servicePrefix("stringsvc")
+	prefix := etcdsd.ServicePrefix("stringsvc")
 	b1 := startStringsvc(t, backendArgs(registry)...)
 	b2 := startStringsvc(t, backendArgs(registry)...)
 	victim := startStringsvcProcess(t, bin, backendArgs(registry)...)
 	proxy := startStringsvc(t, proxyArgs(registry)...)
 	survivors := addrs(b1, b2)
 	want := slices.Sorted(slices.Values(append([]string{victim.addr}, survivors...)))
-	pollUntil(t, 5*time.Second, "proxy knows every backend", hasSet(t, proxy.addr, want))
+	testenv.PollUntil(t, 5*time.Second, "proxy knows every backend", hasSet(t, proxy.addr, want))
 	load := startLoad(t, proxy.addr, testRate)
-	pollUntil(t, 5*time.Second, "the process backend gets traffic", func() bool {
+	testenv.PollUntil(t, 5*time.Second, "the process backend gets traffic", func() bool {
 		return successes(t, proxy.addr)[victim.addr] > 0
 	})
 
 	start := time.Now()
-	if err := victim.cmd.Process.Kill(); err != nil { // SIGKILL: no deregistration
-		t.Fatalf("kill pid %d: %v", victim.cmd.Process.Pid, err)
-	}
-	<-victim.exited
-	pollUntil(t, 10*time.Second, "killed backend's key expires", func() bool {
+	victim.Kill(t) // SIGKILL: no deregistration
+	testenv.PollUntil(t, 10*time.Second, "killed backend's key expires", func() bool {
 		_, ok := etcdEntries(t, cli, prefix)[prefix+victim.addr]
 		return !ok
 	})
 	expired := time.Since(start)
-	pollUntil(t, 5*time.Second, "proxy drops the killed backend", hasSet(t, proxy.addr, survivors))
+	testenv.PollUntil(t, 5*time.Second, "proxy drops the killed backend", hasSet(t, proxy.addr, survivors))
 	dropped := time.Since(start)
 	ok, failures := load.Stop()
 	t.Logf("SIGKILLed backend: key expired %v after the kill (TTL 1s), out of the proxy's set after %v",
@@ -232,10 +231,10 @@ func TestEtcdKilledBackendExpiresAfterTTL(t *testing.T) {
 }
 
 func TestEtcdRestartUnderLoad(t *testing.T) {
-	etcd := startEtcd(t)
-	registry := "etcd://" + etcd.endpoint
+	etcd := testenv.StartEtcd(t)
+	registry := "etcd://" + etcd.Endpoint
 	cli := newTestEtcdClient(t, etcd)
-	prefix := servicePrefix("stringsvc")
+	prefix := etcdsd.ServicePrefix("stringsvc")
 	backends := []*stringsvcRun{
 		startStringsvc(t, backendArgs(registry)...),
 		startStringsvc(t, backendArgs(registry)...),
@@ -243,18 +242,18 @@ func TestEtcdRestartUnderLoad(t *testing.T) {
 	}
 	proxy := startStringsvc(t, proxyArgs(registry)...)
 	want := addrs(backends...)
-	pollUntil(t, 5*time.Second, "proxy knows every backend", hasSet(t, proxy.addr, want))
+	testenv.PollUntil(t, 5*time.Second, "proxy knows every backend", hasSet(t, proxy.addr, want))
 	before := etcdEntries(t, cli, prefix)
 	load := startLoad(t, proxy.addr, testRate)
 
 	start := time.Now()
-	etcd.stop(t)
+	etcd.Stop(t)
 	const stale = `stringsvc_discovery_stale{source="etcd"}`
-	pollUntil(t, 10*time.Second, "proxy reports a stale set", func() bool {
+	testenv.PollUntil(t, 10*time.Second, "proxy reports a stale set", func() bool {
 		return scrape(t, proxy.addr)[stale] == 1
 	})
 	noticed := time.Since(start)
-	pollUntil(t, 10*time.Second, "backends see their leases lost", func() bool {
+	testenv.PollUntil(t, 10*time.Second, "backends see their leases lost", func() bool {
 		for _, b := range backends {
 			if scrape(t, b.addr)["stringsvc_registered"] != 0 {
 				return false
@@ -269,9 +268,9 @@ func TestEtcdRestartUnderLoad(t *testing.T) {
 	failuresWhileDown := len(load.Failures())
 
 	restart := time.Now()
-	etcd.start(t)
+	etcd.Start(t)
 	up := time.Since(restart)
-	pollUntil(t, 15*time.Second, "every backend registered again under a new lease", func() bool {
+	testenv.PollUntil(t, 15*time.Second, "every backend registered again under a new lease", func() bool {
 		entries := etcdEntries(t, cli, prefix)
 		for key, old := range before {
 			if e, ok := entries[key]; !ok || e.lease == old.lease {
@@ -281,7 +280,7 @@ func TestEtcdRestartUnderLoad(t *testing.T) {
 		return true
 	})
 	reregistered := time.Since(restart)
-	pollUntil(t, 15*time.Second, "the leases from before the restart expire", func() bool {
+	testenv.PollUntil(t, 15*time.Second, "the leases from before the restart expire", func() bool {
 		for _, e := range before {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			ttl, err := cli.TimeToLive(ctx, e.lease)
@@ -298,7 +297,7 @@ func TestEtcdRestartUnderLoad(t *testing.T) {
 	if got := len(etcdEntries(t, cli, prefix)); got != len(backends) {
 		t.Errorf("%d keys in etcd once the old leases expired; want %d", got, len(backends))
 	}
-	pollUntil(t, 5*time.Second, "proxy no longer stale", func() bool {
+	testenv.PollUntil(t, 5*time.Second, "proxy no longer stale", func() bool {
 		return scrape(t, proxy.addr)[stale] == 0
 	})
 	if got := proxySet(t, proxy.addr); !slices.Equal(got, want) {
@@ -332,10 +331,10 @@ func portOf(tb testing.TB, addr string) int {
 }
 
 func TestRegistryUnreachableAtStart(t *testing.T) {
-	unreachable := fmt.Sprintf("etcd://127.0.0.1:%d", freeLocalPort(t))
+	unreachable := fmt.Sprintf("etcd://127.0.0.1:%d", testenv.FreePort(t))
 
 	t.Run("backend exits", func(t *testing.T) {
-		var stderr concurrentBuffer
+		var stderr testenv.Buffer
 		start := time.Now()
 		err := run(context.Background(), []string{"-listen", "127.0.0.1:0", "-registry", unreachable,
 			"-registry.timeout", "1s", "-log.flush-interval", "10ms"}, func(string) string { return "" },
@@ -357,7 +356,7 @@ func TestRegistryUnreachableAtStart(t *testing.T) {
 		if got := getStatus(t, p.addr, "/readyz"); got != http.StatusServiceUnavailable {
 			t.Errorf("/readyz = %d; want 503", got)
 		}
-		pollUntil(t, 10*time.Second, "proxy reports the registry unreachable", func() bool {
+		testenv.PollUntil(t, 10*time.Second, "proxy reports the registry unreachable", func() bool {
 			m := scrape(t, p.addr)
 			return m[`stringsvc_discovery_stale{source="etcd"}`] == 1 &&
 				m[`stringsvc_discovery_errors_total{source="etcd"}`] > 0
@@ -425,19 +424,19 @@ func TestDNSSRVDiscovery(t *testing.T) {
 		backends = append(backends, b)
 		ports = append(ports, portOf(t, b.addr))
 	}
-	dns := startDnsmasq(t, name, ports[:3]...)
-	proxy := startStringsvc(t, proxyArgs("dns+srv://"+name, "-dns.server", dns.addr)...)
+	dns := testenv.StartDnsmasq(t, name, ports[:3]...)
+	proxy := startStringsvc(t, proxyArgs("dns+srv://"+name, "-dns.server", dns.Addr)...)
 	first := addrs(backends[:3]...)
-	took := pollUntil(t, 5*time.Second, "proxy knows the three SRV targets", hasSet(t, proxy.addr, first))
+	took := testenv.PollUntil(t, 5*time.Second, "proxy knows the three SRV targets", hasSet(t, proxy.addr, first))
 	t.Logf("proxy has the SRV set %v %v after its start", first, took.Round(time.Millisecond))
 	const n = 300
 	sendN(t, proxy.addr, n)
 	checkEvenShare(t, successes(t, proxy.addr), first, n)
 
 	load := startLoad(t, proxy.addr, testRate)
-	dns.stop(t)
+	dns.Stop(t)
 	const stale = `stringsvc_discovery_stale{source="dns"}`
-	pollUntil(t, 5*time.Second, "proxy reports a stale set", func() bool {
+	testenv.PollUntil(t, 5*time.Second, "proxy reports a stale set", func() bool {
 		return scrape(t, proxy.addr)[stale] == 1
 	})
 	load.waitMore(t, 100)
@@ -445,10 +444,10 @@ func TestDNSSRVDiscovery(t *testing.T) {
 		t.Errorf("proxy set with DNS down = %v; want the last known %v", got, first)
 	}
 
-	dns.start(t, ports[1:]...) // backend 0 leaves, backend 3 joins
+	dns.Start(t, ports[1:]...) // backend 0 leaves, backend 3 joins
 	start := time.Now()
 	second := addrs(backends[1:]...)
-	pollUntil(t, 5*time.Second, "proxy follows the changed records", hasSet(t, proxy.addr, second))
+	testenv.PollUntil(t, 5*time.Second, "proxy follows the changed records", hasSet(t, proxy.addr, second))
 	t.Logf("proxy followed the changed SRV records %v after they were served (-dns.refresh 300ms)",
 		time.Since(start).Round(time.Millisecond))
 	if got := scrape(t, proxy.addr)[stale]; got != 0 {
@@ -464,7 +463,7 @@ func TestDNSSRVDiscovery(t *testing.T) {
 // between an instancer's first read and the start of its watch. Every one
 // must end with the true set, without help from a resync.
 func TestEtcdInstancerConvergesWhileKeysChange(t *testing.T) {
-	etcd := startEtcd(t)
+	etcd := testenv.StartEtcd(t)
 	cli := newTestEtcdClient(t, etcd)
 	const prefix = "/services/converge/"
 	var (
@@ -484,7 +483,7 @@ func TestEtcdInstancerConvergesWhileKeysChange(t *testing.T) {
 		}
 		if i%4 == 0 {
 			errs := prometheus.NewCounter(prometheus.CounterOpts{Name: "errors"})
-			in := newEtcdInstancer(cli, prefix, time.Hour, errs, log.NewNopLogger())
+			in := etcdsd.NewInstancer(cli, prefix, time.Hour, errs, log.NewNopLogger())
 			t.Cleanup(in.Stop)
 			subscribers = append(subscribers, subscribe(t, in))
 		}
@@ -498,7 +497,7 @@ func TestEtcdInstancerConvergesWhileKeysChange(t *testing.T) {
 	}
 	for i, s := range subscribers {
 		what := fmt.Sprintf("instancer %d has the %d instances", i+1, len(want))
-		pollUntil(t, 5*time.Second, what, func() bool {
+		testenv.PollUntil(t, 5*time.Second, what, func() bool {
 			ev := s.get()
 			return ev.Err == nil && slices.Equal(ev.Instances, want)
 		})

@@ -5,19 +5,20 @@ import (
 	"errors"
 	"net/http"
 
+	"stringsvc/internal/lb"
+
 	"github.com/go-kit/kit/ratelimit"
-	"github.com/go-kit/kit/sd/lb"
 	"github.com/sony/gobreaker"
 )
 
 var (
 	errNotFound         = errors.New("not found")
 	errMethodNotAllowed = errors.New("method not allowed")
-	// errUpstream marks a proxied call that failed on every attempt.
+	// errUpstream marks an instance's answer that the proxy cannot pass
+	// on: a 4xx other than the empty-string error, or an error body with
+	// 200. It rides inside the response (the instance is fine; the request
+	// is not retried) and becomes 502.
 	errUpstream = errors.New("upstream failed")
-	// errUnavailable marks a proxied call that found no instance able to
-	// take it: every breaker open, every limiter empty.
-	errUnavailable = errors.New("no upstream instance available")
 )
 
 // statusClientClosedRequest is nginx's non-standard status for a request
@@ -42,11 +43,11 @@ func errorStatus(err error) int {
 		return statusClientClosedRequest
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout
-	case errors.Is(err, errUnavailable), errors.Is(err, lb.ErrNoEndpoints),
+	case errors.Is(err, lb.ErrUnavailable), errors.Is(err, lb.ErrNoEndpoints),
 		errors.Is(err, gobreaker.ErrOpenState), errors.Is(err, gobreaker.ErrTooManyRequests),
 		errors.Is(err, ratelimit.ErrLimited):
 		return http.StatusServiceUnavailable
-	case errors.Is(err, errUpstream):
+	case errors.Is(err, errUpstream), errors.Is(err, lb.ErrExhausted):
 		return http.StatusBadGateway
 	default:
 		return http.StatusInternalServerError

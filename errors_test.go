@@ -11,8 +11,9 @@ import (
 	"strings"
 	"testing"
 
+	"stringsvc/internal/lb"
+
 	"github.com/go-kit/kit/ratelimit"
-	"github.com/go-kit/kit/sd/lb"
 	"github.com/sony/gobreaker"
 )
 
@@ -37,17 +38,17 @@ func TestErrorStatus(t *testing.T) {
 		{name: "wrapped canceled", give: fmt.Errorf("proxy uppercase after 1 attempts: %w", context.Canceled),
 			want: statusClientClosedRequest},
 		{name: "deadline", give: context.DeadlineExceeded, want: http.StatusGatewayTimeout},
-		{name: "deadline inside upstream", give: fmt.Errorf("%w after 2 attempts: %w", errUpstream, context.DeadlineExceeded),
+		{name: "deadline inside upstream", give: fmt.Errorf("%w after 2 attempts: %w", lb.ErrExhausted, context.DeadlineExceeded),
 			want: http.StatusGatewayTimeout},
-		{name: "unavailable", give: errUnavailable, want: http.StatusServiceUnavailable},
-		{name: "unavailable with refusal", give: fmt.Errorf("%w: %w", errUnavailable, ratelimit.ErrLimited),
+		{name: "unavailable", give: lb.ErrUnavailable, want: http.StatusServiceUnavailable},
+		{name: "unavailable with refusal", give: fmt.Errorf("%w: %w", lb.ErrUnavailable, ratelimit.ErrLimited),
 			want: http.StatusServiceUnavailable},
 		{name: "no endpoints", give: lb.ErrNoEndpoints, want: http.StatusServiceUnavailable},
 		{name: "breaker open", give: gobreaker.ErrOpenState, want: http.StatusServiceUnavailable},
 		{name: "breaker half-open busy", give: gobreaker.ErrTooManyRequests, want: http.StatusServiceUnavailable},
 		{name: "limited", give: ratelimit.ErrLimited, want: http.StatusServiceUnavailable},
 		{name: "upstream", give: errUpstream, want: http.StatusBadGateway},
-		{name: "upstream after attempts", give: fmt.Errorf("%w after 3 attempts: %w", errUpstream, errors.New("upstream answered 500")),
+		{name: "upstream after attempts", give: fmt.Errorf("%w after 3 attempts: %w", lb.ErrExhausted, errors.New("upstream answered 500")),
 			want: http.StatusBadGateway},
 		{name: "other", give: errors.New("boom"), want: http.StatusInternalServerError},
 	}
@@ -74,7 +75,7 @@ func TestErrorEncoderHidesServerErrors(t *testing.T) {
 		{name: "bad request", give: ErrEmpty, wantStatus: http.StatusBadRequest, wantErr: "empty string"},
 		{name: "upstream", give: fmt.Errorf("%w: dial tcp 10.0.0.1:80: secret", errUpstream),
 			wantStatus: http.StatusBadGateway, wantErr: statusMessage(http.StatusBadGateway)},
-		{name: "unavailable", give: fmt.Errorf("%w: secret", errUnavailable),
+		{name: "unavailable", give: fmt.Errorf("%w: secret", lb.ErrUnavailable),
 			wantStatus: http.StatusServiceUnavailable, wantErr: statusMessage(http.StatusServiceUnavailable),
 			wantRetryAfter: "1"},
 		{name: "timeout", give: fmt.Errorf("secret: %w", context.DeadlineExceeded),

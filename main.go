@@ -109,7 +109,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		logger.Log("msg", "shutting down", "timeout", cfg.shutdownTimeout)
 		return nil
 	}, func(error) { stop() })
-	if cfg.Registry != "" {
+	if cfg.Registry.kind != "" {
 		// Before the HTTP server: interrupts run in order, so the instance
 		// is deregistered before the server stops accepting.
 		if err := addRegistrar(&g, cfg.discoveryConfig, ln.Addr(), dm, logger); err != nil {
@@ -139,24 +139,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	err = g.Run()
 	logger.Log("msg", "stopped", "err", err)
 	return err
-}
-
-// newProxy builds the proxying middleware over the instances -proxy names
-// (a fixed list, an etcd registry or a DNS SRV name), and returns a
-// function that stops following the registry.
-func newProxy(cfg config, m *metrics, dm *discoveryMetrics, logger log.Logger) (
-	proxying ServiceMiddleware, ready func() bool, stop func(), err error) {
-	ups := newUpstreams(cfg.proxyConfig, m)
-	endpointer, stop, err := newEndpointer(cfg, ups, dm, logger)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("-proxy: %w", err)
-	}
-	if proxying, err = newProxyingMiddleware(endpointer, cfg.proxyConfig, m); err != nil {
-		stop()
-		return nil, nil, nil, err
-	}
-	logger.Log("msg", "proxying /uppercase", "to", cfg.proxy, "balancer", cfg.Balancer)
-	return proxying, ups.Ready, stop, nil
 }
 
 // httpServer is what run needs of an HTTP server: *h1.Server and

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"stringsvc/internal/testenv"
 	"sync"
 	"syscall"
 	"testing"
@@ -119,7 +120,7 @@ func TestRunListenAddressInUse(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var stdout, stderr lineLog
+			var stdout, stderr testenv.Buffer
 			err := run(context.Background(), tt.args, func(k string) string { return tt.env[k] }, &stdout, &stderr)
 			if err == nil || errors.As(err, &usageError{}) || !strings.Contains(err.Error(), addr) {
 				t.Errorf("run(%q, env %v) = %v; want an error about %s, not a usageError", tt.args, tt.env, err, addr)
@@ -144,7 +145,7 @@ func TestRunReleasesListenerOnError(t *testing.T) {
 	addr := free.Addr().String()
 	closeListener(t, free)
 
-	var stdout, stderr lineLog
+	var stdout, stderr testenv.Buffer
 	args := []string{"-listen", addr, "-debug.listen", busy.Addr().String()}
 	err = run(context.Background(), args, noEnv, &stdout, &stderr)
 	if err == nil || !strings.Contains(err.Error(), busy.Addr().String()) {
@@ -161,14 +162,14 @@ func TestRunServesUntilCanceled(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout, stderr lineLog
+	var stdout, stderr testenv.Buffer
 	runErr := make(chan error, 1)
 	stopped := make(chan struct{})
 	go func() {
 		runErr <- run(ctx, []string{"-listen", "127.0.0.1:0", "-log.flush-interval", "10ms"}, noEnv, &stdout, &stderr)
 		close(stopped)
 	}()
-	addr := stderr.waitMatch(t, listeningLine, stopped)[1]
+	addr := stderr.WaitMatch(t, listeningLine, stopped, waitTimeout)[1]
 	client := &http.Client{Timeout: waitTimeout}
 	waitHealthy(t, client, addr)
 	resp, body := send(t, client, http.MethodPost, "http://"+addr+"/uppercase", `{"s":"hello"}`)
@@ -285,10 +286,8 @@ func TestProgram(t *testing.T) {
 			answer <- result{resp.StatusCode, string(b), err}
 		}()
 		receive(t, hb.received, "request at the blocking backend")
-		if err := proxy.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatalf("SIGTERM: %v", err)
-		}
-		proxy.log.waitMatch(t, regexp.MustCompile(`msg="shutting down"`), proxy.exited)
+		proxy.Signal(t, syscall.SIGTERM)
+		proxy.Out.WaitMatch(t, regexp.MustCompile(`msg="shutting down"`), proxy.Exited(), waitTimeout)
 		hb.release()
 
 		select {
@@ -300,15 +299,15 @@ func TestProgram(t *testing.T) {
 			t.Fatalf("in-flight request not answered %v after the backend was released", waitTimeout)
 		}
 		select {
-		case <-proxy.exited:
-			if proxy.err != nil {
-				t.Errorf("proxy exited with %v after SIGTERM; want status 0", proxy.err)
+		case <-proxy.Exited():
+			if err := proxy.Err(); err != nil {
+				t.Errorf("proxy exited with %v after SIGTERM; want status 0", err)
 			}
 		case <-time.After(waitTimeout):
 			t.Fatalf("proxy still running %v after SIGTERM", waitTimeout)
 		}
-		if !strings.Contains(proxy.log.String(), "msg=stopped") {
-			t.Errorf("proxy log has no msg=stopped line:\n%s", proxy.log.String())
+		if !strings.Contains(proxy.Out.String(), "msg=stopped") {
+			t.Errorf("proxy log has no msg=stopped line:\n%s", proxy.Out.String())
 		}
 	})
 }
@@ -324,56 +323,6 @@ func closeListener(tb testing.TB, ln net.Listener) {
 
 // listeningLine is the log line run writes once it has bound -listen.
 var listeningLine = regexp.MustCompile(`msg=listening addr=(\S+)`)
-
-// lineLog collects a program's output and lets a test wait for a line.
-type lineLog struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	changed chan struct{} // closed and replaced on every write
-}
-
-func (l *lineLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.changed != nil {
-		close(l.changed)
-		l.changed = nil
-	}
-	return l.buf.Write(p)
-}
-
-func (l *lineLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// waitMatch waits until a complete line matches re and returns its
-// submatches. It fails the test if stopped is closed first.
-func (l *lineLog) waitMatch(tb testing.TB, re *regexp.Regexp, stopped <-chan struct{}) []string {
-	tb.Helper()
-	deadline := time.After(waitTimeout)
-	for {
-		l.mu.Lock()
-		text := l.buf.String()
-		lines := text[:strings.LastIndexByte(text, '\n')+1] // a partial line may still grow
-		if l.changed == nil {
-			l.changed = make(chan struct{})
-		}
-		changed := l.changed
-		l.mu.Unlock()
-		if m := re.FindStringSubmatch(lines); m != nil {
-			return m
-		}
-		select {
-		case <-changed:
-		case <-stopped:
-			tb.Fatalf("stopped before logging a line matching %s; output:\n%s", re, text)
-		case <-deadline:
-			tb.Fatalf("no line matching %s after %v; output:\n%s", re, waitTimeout, text)
-		}
-	}
-}
 
 // waitHealthy polls GET /healthz at addr until it answers 200.
 func waitHealthy(tb testing.TB, client *http.Client, addr string) {
@@ -404,15 +353,12 @@ func buildBinary(tb testing.TB) string {
 
 // process is the program running as a child process, on 127.0.0.1:0.
 type process struct {
-	cmd    *exec.Cmd
-	addr   string // bound HTTP address, from the log
-	log    *lineLog
-	exited chan struct{} // closed once Wait returned
-	err    error         // Wait's result, once exited is closed
+	*testenv.Process
+	addr string // bound HTTP address, from the log
 }
 
 // startProcess starts bin with args on a free loopback port and waits for
-// its listening line. The process is killed when the test ends, if it is
+// its listening line. The process is stopped when the test ends, if it is
 // still running.
 func startProcess(tb testing.TB, bin string, args ...string) *process {
 	tb.Helper()
@@ -422,35 +368,16 @@ func startProcess(tb testing.TB, bin string, args ...string) *process {
 // startProcessEnv is startProcess with env added to the environment.
 func startProcessEnv(tb testing.TB, bin string, env []string, args ...string) *process {
 	tb.Helper()
-	p := &process{log: &lineLog{}, exited: make(chan struct{})}
-	p.cmd = exec.Command(bin, append([]string{"-listen", "127.0.0.1:0"}, args...)...)
+	var all []string
 	for _, kv := range os.Environ() {
 		// The test decides the configuration, and the collector's target.
 		if !strings.HasPrefix(kv, "STRINGSVC_") && !strings.HasPrefix(kv, "GOGC=") {
-			p.cmd.Env = append(p.cmd.Env, kv)
+			all = append(all, kv)
 		}
 	}
-	p.cmd.Env = append(p.cmd.Env, env...)
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	if err := p.cmd.Start(); err != nil {
-		tb.Fatalf("start %s: %v", bin, err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.exited)
-	}()
-	tb.Cleanup(func() {
-		select {
-		case <-p.exited:
-			return
-		default:
-		}
-		if err := p.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
-			tb.Errorf("kill %s (pid %d): %v", bin, p.cmd.Process.Pid, err)
-		}
-		<-p.exited
-	})
-	p.addr = p.log.waitMatch(tb, listeningLine, p.exited)[1]
+	p := &process{Process: testenv.StartProcess(tb, "stringsvc", bin, append(all, env...),
+		append([]string{"-listen", "127.0.0.1:0"}, args...)...)}
+	p.addr = p.Out.WaitMatch(tb, listeningLine, p.Exited(), waitTimeout)[1]
 	return p
 }
 

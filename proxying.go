@@ -5,42 +5,23 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
+	"slices"
+	"strings"
 	"sync"
-	"time"
+	"sync/atomic"
 
 	"github.com/go-kit/kit/circuitbreaker"
 	"github.com/go-kit/kit/endpoint"
 	"github.com/go-kit/kit/ratelimit"
-	"github.com/go-kit/kit/sd"
-	"github.com/go-kit/kit/sd/lb"
+	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker"
 	"golang.org/x/time/rate"
 
 	"stringsvc/internal/h1"
 	"stringsvc/internal/jsonfield"
+	"stringsvc/internal/lb"
 )
-
-// proxyConfig tunes the proxying middleware. run fills it from flags; every
-// field has a documented default there.
-type proxyConfig struct {
-	Balancer       string        // "roundrobin" or "random"
-	Attempts       int           // attempts per request, at least 1
-	AttemptTimeout time.Duration // bound of one attempt
-	Timeout        time.Duration // bound of all attempts together
-
-	QPS   float64 // sustained requests/s per instance; 0 means no limit
-	Burst int     // requests per instance allowed at once above QPS
-
-	BreakerFailures    uint32        // consecutive failures that open a breaker
-	BreakerRatio       float64       // failure ratio that opens a breaker...
-	BreakerMinRequests uint32        // ...once an interval has seen this many requests
-	BreakerInterval    time.Duration // closed-state window for the counts; 0 never clears them
-	BreakerCooldown    time.Duration // open time before a probe
-
-	MaxIdleConnsPerHost int // kept-alive connections per instance
-}
 
 // proxyingMiddleware sends Uppercase to other instances and serves Count
 // itself.
@@ -49,24 +30,42 @@ type proxyingMiddleware struct {
 	next      StringService
 }
 
+// newProxy builds the proxying middleware, top down: the upstreams (one
+// endpoint per instance, each behind its limiter and breaker), the source
+// of instances -proxy names (discovery.go), then the balancer and retry
+// loop over them. It returns the middleware, the readiness check (some
+// instance can take traffic) and a function that stops following the
+// registry.
+func newProxy(cfg config, m *metrics, dm *discoveryMetrics, logger log.Logger) (
+	proxying ServiceMiddleware, ready func() bool, stop func(), err error) {
+	ups := newUpstreams(cfg.proxyConfig, m)
+	stop, err = followInstances(cfg.target, cfg.discoveryConfig, ups.Factory, dm, logger)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("-proxy: %w", err)
+	}
+	logger.Log("msg", "proxying /uppercase", "to", cfg.proxy, "balancer", cfg.Balancer)
+	return newProxyingMiddleware(ups, cfg.proxyConfig, m.retries), ups.Ready, stop, nil
+}
+
 // newProxyingMiddleware returns a middleware that forwards Uppercase to the
-// instances endpointer yields, through cfg's balancer and retry policy.
-// Each endpoint already carries its instance's breaker and limiter (see
-// upstreams.Factory), so the same code serves a fixed list and a registry.
-func newProxyingMiddleware(endpointer sd.Endpointer, cfg proxyConfig, m *metrics) (ServiceMiddleware, error) {
+// instances src yields, through cfg's balancer and retry policy, counting
+// retries. Each instance's endpoint already carries its breaker and
+// limiter (upstreams.Factory), so the same code serves a fixed list and a
+// registry.
+func newProxyingMiddleware(src lb.Endpointer, cfg proxyConfig, retries prometheus.Counter) ServiceMiddleware {
 	var balancer lb.Balancer
 	switch cfg.Balancer {
-	case "roundrobin":
-		balancer = lb.NewRoundRobin(endpointer)
 	case "random":
-		balancer = lb.NewRandom(endpointer, time.Now().UnixNano())
-	default:
-		return nil, fmt.Errorf("unknown balancer %q (want roundrobin or random)", cfg.Balancer)
+		balancer = lb.NewRandom(src)
+	default: // "roundrobin"; parseConfig allows no other
+		balancer = lb.NewRoundRobin(src)
 	}
-	uppercase := retry(endpointer, balancer, cfg, m.retries)
+	policy := cfg.Policy
+	policy.Op = "proxy uppercase"
+	uppercase := lb.Retry(src, balancer, policy, retries)
 	return func(next StringService) StringService {
 		return proxyingMiddleware{uppercase: uppercase, next: next}
-	}, nil
+	}
 }
 
 func (mw proxyingMiddleware) Uppercase(ctx context.Context, s string) (string, error) {
@@ -82,114 +81,35 @@ func (mw proxyingMiddleware) Count(ctx context.Context, s string) int {
 	return mw.next.Count(ctx, s)
 }
 
-// retry calls the balancer's picks until one answers. It is go-kit's
-// lb.Retry reshaped, because lb.Retry shares one timeout across all
-// attempts (one hung instance eats the whole budget), returns a bare
-// context error when it runs out, and spends an attempt on an instance
-// whose breaker is open or whose limiter is empty. Here:
-//   - each attempt has its own timeout, inside the overall one, inside the
-//     request's context;
-//   - an instance that refuses at once (breaker open, limiter empty) is
-//     skipped without spending an attempt, up to twice the instance count;
-//   - business errors never reach this loop as errors: they ride inside the
-//     response, so they are neither retried nor counted by a breaker.
-func retry(endpointer sd.Endpointer, balancer lb.Balancer, cfg proxyConfig, retries prometheus.Counter) endpoint.Endpoint {
-	return func(ctx context.Context, request any) (any, error) {
-		// One context per attempt, whose deadline is the sooner of the
-		// attempt's and the request's: a second timer for the whole
-		// request would cost as much again.
-		deadline := time.Now().Add(cfg.Timeout)
-		var (
-			attempts, skips, maxSkips int
-			lastErr, lastRefusal      error
-		)
-		for {
-			e, err := balancer.Endpoint()
-			if err != nil {
-				return nil, err
-			}
-			attemptCtx, attemptCancel := context.WithDeadline(ctx, earliest(time.Now().Add(cfg.AttemptTimeout), deadline))
-			response, err := e(attemptCtx, request)
-			attemptCancel()
-			switch {
-			case err == nil:
-				return response, nil
-			case ctx.Err() != nil:
-				return nil, fmt.Errorf("proxy uppercase after %d attempts: %w", attempts+1, ctx.Err())
-			case !time.Now().Before(deadline):
-				return nil, fmt.Errorf("proxy uppercase after %d attempts: %w", attempts+1, context.DeadlineExceeded)
-			case refusedAtOnce(err):
-				if maxSkips == 0 {
-					endpoints, _ := endpointer.Endpoints() // the balancer already returned its error
-					maxSkips = 2 * len(endpoints)
-				}
-				skips++
-				lastRefusal = err
-				if skips < maxSkips {
-					continue
-				}
-			default:
-				attempts++
-				lastErr = err
-				if attempts < cfg.Attempts {
-					retries.Inc()
-					continue
-				}
-			}
-			if lastErr == nil {
-				return nil, fmt.Errorf("%w: %w", errUnavailable, lastRefusal)
-			}
-			return nil, fmt.Errorf("%w after %d attempts: %w", errUpstream, attempts, lastErr)
-		}
-	}
-}
-
-func earliest(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
-	}
-	return b
-}
-
-// refusedAtOnce reports whether an instance declined a call without trying
-// it: its breaker is open (or half-open and busy) or its limiter is empty.
-func refusedAtOnce(err error) bool {
-	return errors.Is(err, ratelimit.ErrLimited) ||
-		errors.Is(err, gobreaker.ErrOpenState) ||
-		errors.Is(err, gobreaker.ErrTooManyRequests)
-}
-
 // upstreams creates one endpoint per instance, each behind its own breaker
-// and limiter, and keeps track of them for readiness and metrics. Its
-// Factory is an sd.Factory: a fixed list and a registry both go through it.
+// and limiter, and keeps the live ones for the balancer, readiness and
+// metrics. Its Factory is an sd.Factory: a fixed list and a registry both
+// go through it, and the registry's endpointer closes what goes away.
 type upstreams struct {
 	cfg     proxyConfig
 	metrics *metrics
 
 	mu        sync.Mutex
-	instances map[string]*gobreaker.CircuitBreaker
+	instances map[string]*upstream
+	// live is the instances sorted by name, rebuilt on every change and
+	// read without the lock on every pick.
+	live atomic.Pointer[[]*lb.Instance]
+}
+
+// upstream is one instance the proxy forwards to.
+type upstream struct {
+	instance *lb.Instance
+	breaker  *gobreaker.CircuitBreaker
 }
 
 func newUpstreams(cfg proxyConfig, m *metrics) *upstreams {
-	return &upstreams{
-		cfg:       cfg,
-		metrics:   m,
-		instances: make(map[string]*gobreaker.CircuitBreaker),
-	}
+	u := &upstreams{cfg: cfg, metrics: m, instances: make(map[string]*upstream)}
+	u.live.Store(new([]*lb.Instance))
+	return u
 }
 
-// fixedEndpointer builds the endpoints of a fixed instance list.
-func (u *upstreams) fixedEndpointer(instances []string) (sd.FixedEndpointer, error) {
-	endpoints := make(sd.FixedEndpointer, 0, len(instances))
-	for _, instance := range instances {
-		e, _, err := u.Factory(instance)
-		if err != nil {
-			return nil, err
-		}
-		endpoints = append(endpoints, e)
-	}
-	return endpoints, nil
-}
+// Instances implements lb.Endpointer.
+func (u *upstreams) Instances() []*lb.Instance { return *u.live.Load() }
 
 // Factory implements sd.Factory: instance → limiter → breaker → HTTP call.
 // The limiter is outside the breaker, so a refusal for rate is not a
@@ -211,28 +131,41 @@ func (u *upstreams) Factory(instance string) (endpoint.Endpoint, io.Closer, erro
 	e = ratelimit.NewErroringLimiter(rate.NewLimiter(limit, u.cfg.Burst))(e)
 	e = u.observeOutcomes(instance)(e)
 
+	up := &upstream{instance: &lb.Instance{Name: instance, Endpoint: e}, breaker: breaker}
 	u.mu.Lock()
-	u.instances[instance] = breaker
-	u.metrics.instances.Set(float64(len(u.instances)))
+	u.instances[instance] = up
+	u.changed()
 	u.mu.Unlock()
 	return e, closerFunc(func() error {
-		u.forget(instance, breaker)
+		u.forget(up)
 		client.CloseIdle()
 		return nil
 	}), nil
 }
 
-func (u *upstreams) forget(instance string, breaker *gobreaker.CircuitBreaker) {
+// changed publishes the instances after a change; u.mu is held.
+func (u *upstreams) changed() {
+	live := make([]*lb.Instance, 0, len(u.instances))
+	for _, up := range u.instances {
+		live = append(live, up.instance)
+	}
+	slices.SortFunc(live, func(a, b *lb.Instance) int { return strings.Compare(a.Name, b.Name) })
+	u.live.Store(&live)
+	u.metrics.instances.Set(float64(len(live)))
+}
+
+func (u *upstreams) forget(up *upstream) {
+	name := up.instance.Name
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if u.instances[instance] != breaker {
+	if u.instances[name] != up {
 		return // replaced by a newer endpoint for the same instance
 	}
-	delete(u.instances, instance)
-	u.metrics.instances.Set(float64(len(u.instances)))
-	u.metrics.breakerState.DeleteLabelValues(instance)
-	u.metrics.limited.DeleteLabelValues(instance)
-	u.metrics.upstream.DeletePartialMatch(prometheus.Labels{"instance": instance})
+	delete(u.instances, name)
+	u.changed()
+	u.metrics.breakerState.DeleteLabelValues(name)
+	u.metrics.limited.DeleteLabelValues(name)
+	u.metrics.upstream.DeletePartialMatch(prometheus.Labels{"instance": name})
 }
 
 // Ready reports whether some instance can take traffic: at least one is
@@ -240,8 +173,8 @@ func (u *upstreams) forget(instance string, breaker *gobreaker.CircuitBreaker) {
 func (u *upstreams) Ready() bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	for _, b := range u.instances {
-		if b.State() != gobreaker.StateOpen {
+	for _, up := range u.instances {
+		if up.breaker.State() != gobreaker.StateOpen {
 			return true
 		}
 	}
@@ -304,35 +237,12 @@ type closerFunc func() error
 
 func (f closerFunc) Close() error { return f() }
 
-// validateProxyConfig rejects settings that cannot work.
-func validateProxyConfig(cfg proxyConfig) error {
-	switch {
-	case cfg.Attempts < 1:
-		return fmt.Errorf("-proxy.attempts %d: want at least 1", cfg.Attempts)
-	case cfg.AttemptTimeout <= 0 || cfg.Timeout <= 0:
-		return errors.New("-proxy.attempt-timeout and -proxy.timeout must be positive")
-	case cfg.QPS < 0 || math.IsNaN(cfg.QPS) || math.IsInf(cfg.QPS, 0):
-		return fmt.Errorf("-proxy.qps %v: want a number >= 0", cfg.QPS)
-	case cfg.QPS > 0 && cfg.Burst < 1:
-		return fmt.Errorf("-proxy.burst %d: want at least 1", cfg.Burst)
-	case cfg.BreakerFailures < 1:
-		return errors.New("-proxy.breaker.failures: want at least 1")
-	case cfg.BreakerRatio <= 0 || cfg.BreakerRatio > 1:
-		return fmt.Errorf("-proxy.breaker.ratio %v: want a number in (0, 1]", cfg.BreakerRatio)
-	case cfg.BreakerCooldown <= 0:
-		return errors.New("-proxy.breaker.cooldown must be positive")
-	case cfg.MaxIdleConnsPerHost < 1:
-		return errors.New("-proxy.max-idle-conns: want at least 1")
-	}
-	return nil
-}
-
 // makeUppercaseProxy returns an endpoint that POSTs an uppercaseRequest to
-// one instance through client. Transport failures, 5xx and 429 come back as errors (retried,
-// counted by the breaker); an answer the instance gave on purpose comes
-// back inside the response, neither retried nor a breaker failure: ErrEmpty
-// (our 400 or stringsvc3's 200 {"err":"empty string"}) reaches the client
-// as 400, any other 4xx as 502.
+// one instance through client. Transport failures, 5xx and 429 come back
+// as errors (retried, counted by the breaker); an answer the instance gave
+// on purpose comes back inside the response, neither retried nor a breaker
+// failure: ErrEmpty (our 400 or stringsvc3's 200 {"err":"empty string"})
+// reaches the client as 400, any other 4xx as 502.
 func makeUppercaseProxy(client *h1.Client) endpoint.Endpoint {
 	return func(ctx context.Context, request any) (any, error) {
 		req := request.(uppercaseRequest)
@@ -350,4 +260,3 @@ func makeUppercaseProxy(client *h1.Client) endpoint.Endpoint {
 		return response, err
 	}
 }
-

@@ -8,11 +8,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"stringsvc/internal/lb"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/go-kit/kit/sd"
 	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -104,35 +104,30 @@ func newHangingBackend(tb testing.TB) *hangingBackend {
 // build it, served on 127.0.0.1.
 type testProxy struct {
 	*httptest.Server
-	svc       StringService // the proxying middleware alone
-	ups       *upstreams
-	endpoints sd.FixedEndpointer
-	reg       *prometheus.Registry
+	svc StringService // the proxying middleware alone
+	ups *upstreams
+	reg *prometheus.Registry
 }
 
 func newTestProxy(tb testing.TB, cfg proxyConfig, instances ...string) *testProxy {
 	tb.Helper()
-	if err := validateProxyConfig(cfg); err != nil {
-		tb.Fatalf("validateProxyConfig(%+v) = %v; want nil", cfg, err)
+	if err := validateProxy(cfg); err != nil {
+		tb.Fatalf("validateProxy(%+v) = %v; want nil", cfg, err)
 	}
 	reg := prometheus.NewRegistry()
 	m := newMetrics(reg)
 	ups := newUpstreams(cfg, m)
-	endpoints, err := ups.fixedEndpointer(instances)
-	if err != nil {
-		tb.Fatalf("fixedEndpointer(%q) = %v; want nil", instances, err)
+	for _, instance := range instances {
+		if _, _, err := ups.Factory(instance); err != nil {
+			tb.Fatalf("Factory(%q) = %v; want nil", instance, err)
+		}
 	}
-	proxying, err := newProxyingMiddleware(endpoints, cfg, m)
-	if err != nil {
-		tb.Fatalf("newProxyingMiddleware() = %v; want nil", err)
-	}
-	svc := proxying(stringService{})
+	svc := newProxyingMiddleware(ups, cfg, m.retries)(stringService{})
 	return &testProxy{
-		Server:    startServer(tb, newHandler(svc, log.NewNopLogger(), reg, m, ups.Ready, 1<<20)),
-		svc:       svc,
-		ups:       ups,
-		endpoints: endpoints,
-		reg:       reg,
+		Server: startServer(tb, newHandler(svc, log.NewNopLogger(), reg, m, ups.Ready, 1<<20)),
+		svc:    svc,
+		ups:    ups,
+		reg:    reg,
 	}
 }
 
@@ -142,9 +137,7 @@ func newTestProxy(tb testing.TB, cfg proxyConfig, instances ...string) *testProx
 func testProxyConfig() proxyConfig {
 	return proxyConfig{
 		Balancer:            "roundrobin",
-		Attempts:            3,
-		AttemptTimeout:      5 * time.Second,
-		Timeout:             waitTimeout,
+		Policy:              lb.Policy{Attempts: 3, AttemptTimeout: 5 * time.Second, Timeout: waitTimeout},
 		BreakerFailures:     100,
 		BreakerRatio:        1,
 		BreakerMinRequests:  1000,
@@ -436,7 +429,7 @@ func TestProxyLimitedInstanceIsSkipped(t *testing.T) {
 
 	// Spend the first instance's burst, through its own endpoint.
 	for range cfg.Burst {
-		if _, err := p.endpoints[0](context.Background(), uppercaseRequest{S: "hello"}); err != nil {
+		if _, err := p.ups.Instances()[0].Endpoint(context.Background(), uppercaseRequest{S: "hello"}); err != nil {
 			t.Fatalf("endpoint of %s = %v; want nil", instances[0], err)
 		}
 	}

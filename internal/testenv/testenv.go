@@ -11,7 +11,9 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -94,16 +96,49 @@ func PollUntil(tb testing.TB, timeout time.Duration, what string, cond func() bo
 }
 
 // Buffer is a bytes.Buffer safe for concurrent writers and readers, for a
-// process's output or a logger's lines.
+// process's output or a logger's lines. The zero value is ready to use.
 type Buffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu      sync.Mutex
+	b       bytes.Buffer
+	changed chan struct{} // closed and replaced on every write
 }
 
 func (b *Buffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.changed != nil {
+		close(b.changed)
+		b.changed = nil
+	}
 	return b.b.Write(p)
+}
+
+// WaitMatch waits until a complete line matches re and returns its
+// submatches. It fails the test if stopped is closed first, or after
+// timeout.
+func (b *Buffer) WaitMatch(tb testing.TB, re *regexp.Regexp, stopped <-chan struct{}, timeout time.Duration) []string {
+	tb.Helper()
+	deadline := time.After(timeout)
+	for {
+		b.mu.Lock()
+		text := b.b.String()
+		lines := text[:strings.LastIndexByte(text, '\n')+1] // a partial line may still grow
+		if b.changed == nil {
+			b.changed = make(chan struct{})
+		}
+		changed := b.changed
+		b.mu.Unlock()
+		if m := re.FindStringSubmatch(lines); m != nil {
+			return m
+		}
+		select {
+		case <-changed:
+		case <-stopped:
+			tb.Fatalf("stopped before writing a line matching %s; output:\n%s", re, text)
+		case <-deadline:
+			tb.Fatalf("no line matching %s after %v; output:\n%s", re, timeout, text)
+		}
+	}
 }
 
 // String returns everything written so far.

@@ -78,8 +78,8 @@ func errText(err error) string {
 	return err.Error()
 }
 
-// RegistrarMetrics are what every registrar in internal/sd reports. A nil
-// field is not reported.
+// RegistrarMetrics are what every registrar in internal/sd reports; every
+// field must be set.
 type RegistrarMetrics struct {
 	Registrations prometheus.Counter // times the instance registered (again included)
 	Registered    prometheus.Gauge   // 1 while registered
