@@ -150,7 +150,10 @@ func parseRequestLine(line string) (method, target, proto string, err error) {
 	switch proto {
 	case "HTTP/1.1", "HTTP/1.0":
 	default:
-		if strings.HasPrefix(proto, "HTTP/") && len(proto) == len("HTTP/1.1") {
+		// Another HTTP/x.y version, as net/http parses one: 505. Not even
+		// that: 400.
+		if len(proto) == len("HTTP/1.1") && strings.HasPrefix(proto, "HTTP/") &&
+			isDigits(proto[5:6]) && proto[6] == '.' && isDigits(proto[7:]) {
 			return "", "", "", &requestError{status: http.StatusHTTPVersionNotSupported, msg: "HTTP version not supported"}
 		}
 		return "", "", "", badRequest("malformed HTTP version")
@@ -188,7 +191,7 @@ func (r *request) parseHeaders(text string) error {
 		if !ok || name == "" || !isToken(name) {
 			return badRequest("malformed header line")
 		}
-		value = strings.Trim(value, " \t")
+		value = trimOWS(value)
 		if !validValue(value) {
 			return badRequest("invalid header value")
 		}
@@ -201,6 +204,7 @@ func (r *request) parseHeaders(text string) error {
 			contentLength = append(contentLength, value)
 		case "Transfer-Encoding":
 			transferEncoding = append(transferEncoding, value)
+			continue // the framing is in r.TransferEncoding; net/http drops the header too
 		case "Connection":
 			connection = append(connection, value)
 		case "Expect":
@@ -214,9 +218,101 @@ func (r *request) parseHeaders(text string) error {
 		r.Header[name] = values[len(values)-1 : len(values) : len(values)]
 	}
 
-	switch {
-	case len(host) > 1:
+	// In net/http's order, so that a head with several faults gets the
+	// same status: framing before the Host, the expectation last.
+	if len(host) > 1 {
 		return badRequest("too many Host headers")
+	}
+	r.parseConnection(connection)
+	if err := r.parseFraming(transferEncoding, contentLength); err != nil {
+		return err
+	}
+	if err := r.parseHost(host); err != nil {
+		return err
+	}
+	// As net/http: the first Expect value decides, in HTTP/1.0 as well;
+	// one that names 100-continue asks for it, any other but an empty one
+	// is refused.
+	switch {
+	case len(expect) == 0:
+	case containsToken(expect[0], "100-continue"):
+		r.expectContinue = r.ProtoMinor == 1 && r.body != bodyNone
+	case expect[0] != "":
+		return &requestError{status: http.StatusExpectationFailed, msg: "unsupported expectation"}
+	}
+	return nil
+}
+
+// containsToken reports whether token, in ASCII case, is one of the words
+// of v separated by commas, spaces or tabs, as net/http's hasToken finds
+// it.
+func containsToken(v, token string) bool {
+	for {
+		i := strings.IndexAny(v, ", \t")
+		if i < 0 {
+			return asciiEqualFold(v, token)
+		}
+		if asciiEqualFold(v[:i], token) {
+			return true
+		}
+		v = v[i+1:]
+	}
+}
+
+// parseConnection sets r.Close and r.keepAlive10 from the Connection
+// header's values.
+func (r *request) parseConnection(values []string) {
+	for _, v := range values {
+		for tok := range strings.SplitSeq(v, ",") {
+			switch tok = trimOWS(tok); {
+			case asciiEqualFold(tok, "close"):
+				r.Close = true
+			case asciiEqualFold(tok, "keep-alive") && r.ProtoMinor == 0:
+				r.keepAlive10 = true
+			}
+		}
+	}
+	if r.ProtoMinor == 0 && !r.keepAlive10 {
+		r.Close = true
+	}
+}
+
+// parseFraming works out how the body is framed from the Transfer-Encoding
+// and Content-Length header values.
+func (r *request) parseFraming(transferEncoding, contentLength []string) error {
+	if len(transferEncoding) > 0 {
+		if len(transferEncoding) > 1 || !asciiEqualFold(transferEncoding[0], "chunked") {
+			return &requestError{status: http.StatusNotImplemented, msg: "unsupported transfer encoding"}
+		}
+		if len(contentLength) > 0 || r.ProtoMinor == 0 {
+			return badRequest("Transfer-Encoding with Content-Length or in HTTP/1.0")
+		}
+		r.body, r.ContentLength, r.TransferEncoding = bodyChunked, -1, []string{"chunked"}
+		return nil
+	}
+	if len(contentLength) == 0 {
+		return nil
+	}
+	for _, v := range contentLength[1:] {
+		if v != contentLength[0] {
+			return badRequest("conflicting Content-Length headers")
+		}
+	}
+	// Digits only, as net/http: ParseInt alone takes "-0" and "+1".
+	length, err := strconv.ParseInt(contentLength[0], 10, 64)
+	if err != nil || !isDigits(contentLength[0]) {
+		return badRequest("invalid Content-Length")
+	}
+	r.ContentLength = length
+	if length > 0 {
+		r.body, r.length = bodyLength, length
+	}
+	return nil
+}
+
+// parseHost sets r.Host from the target or the Host header's one value.
+func (r *request) parseHost(host []string) error {
+	switch {
 	case len(host) == 1:
 		if !validHost(host[0]) {
 			return badRequest("malformed Host header")
@@ -228,54 +324,37 @@ func (r *request) parseHeaders(text string) error {
 	if r.URL.Host != "" { // absolute-form target
 		r.Host = r.URL.Host
 	}
-
-	for _, v := range connection {
-		for tok := range strings.SplitSeq(v, ",") {
-			switch tok = strings.TrimSpace(tok); {
-			case strings.EqualFold(tok, "close"):
-				r.Close = true
-			case strings.EqualFold(tok, "keep-alive") && r.ProtoMinor == 0:
-				r.keepAlive10 = true
-			}
-		}
-	}
-	if r.ProtoMinor == 0 && !r.keepAlive10 {
-		r.Close = true
-	}
-
-	if len(transferEncoding) > 0 {
-		if len(transferEncoding) > 1 || !strings.EqualFold(transferEncoding[0], "chunked") {
-			return &requestError{status: http.StatusNotImplemented, msg: "unsupported transfer encoding"}
-		}
-		if len(contentLength) > 0 || r.ProtoMinor == 0 {
-			return badRequest("Transfer-Encoding with Content-Length or in HTTP/1.0")
-		}
-		r.body, r.ContentLength, r.TransferEncoding = bodyChunked, -1, []string{"chunked"}
-	} else if len(contentLength) > 0 {
-		for _, v := range contentLength[1:] {
-			if v != contentLength[0] {
-				return badRequest("conflicting Content-Length headers")
-			}
-		}
-		// Digits only, as net/http: ParseInt alone takes "-0" and "+1".
-		length, err := strconv.ParseInt(contentLength[0], 10, 64)
-		if err != nil || !isDigits(contentLength[0]) {
-			return badRequest("invalid Content-Length")
-		}
-		r.ContentLength = length
-		if length > 0 {
-			r.body, r.length = bodyLength, length
-		}
-	}
-
-	if len(expect) > 0 && r.ProtoMinor == 1 {
-		if len(expect) > 1 || !strings.EqualFold(expect[0], "100-continue") {
-			return &requestError{status: http.StatusExpectationFailed, msg: "unsupported expectation"}
-		}
-		r.expectContinue = r.body != bodyNone
-	}
 	return nil
 }
+
+// asciiEqualFold reports whether s and t are equal under ASCII case
+// folding, as protocol tokens compare (RFC 9110 5.1) and as net/http
+// compares them. strings.EqualFold folds Unicode: it would take
+// "chun\u212Aed" (KELVIN SIGN) for "chunked" and "clo\u017Fe" (LONG S) for
+// "close", which net/http refuses or ignores (issue 9).
+func asciiEqualFold(s, t string) bool {
+	if len(s) != len(t) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if lowerASCII(s[i]) != lowerASCII(t[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// trimOWS trims optional whitespace, spaces and tabs (RFC 9110 5.6.3), from
+// both ends of s. strings.TrimSpace would also trim Unicode spaces such as
+// U+0085 and U+00A0.
+func trimOWS(s string) string { return strings.Trim(s, " \t") }
 
 // isToken reports whether s is an RFC 9110 token (method, header name).
 func isToken(s string) bool {

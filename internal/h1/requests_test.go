@@ -177,7 +177,17 @@ func TestConnectionPersistence(t *testing.T) {
 			give:      "GET /echo HTTP/1.1\r\nHost: x\r\nConnection: foo, Close\r\n\r\n",
 			wantClose: true, wantClosed: true,
 		},
+		{
+			// Tokens compare in ASCII (issue 9): LONG S folds to s in Unicode only.
+			name: "HTTP/1.1 Connection: clo\u017fe is not close",
+			give: "GET /echo HTTP/1.1\r\nHost: x\r\nConnection: clo\u017fe\r\n\r\n",
+		},
 		{name: "HTTP/1.0", give: "GET /echo HTTP/1.0\r\n\r\n", wantClose: true, wantClosed: true},
+		{
+			name:      "HTTP/1.0 Connection: \u212aeep-alive is not keep-alive",
+			give:      "GET /echo HTTP/1.0\r\nConnection: \u212aeep-alive\r\n\r\n",
+			wantClose: true, wantClosed: true,
+		},
 		{
 			name: "HTTP/1.0 keep-alive", give: "GET /echo HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
 			wantKeepAlive: true,
@@ -293,6 +303,12 @@ func TestRefusals(t *testing.T) {
 			// RFC 9112 6.1 allows both; net/http drops the Content-Length
 			// and reads the chunked body.
 			netHTTPDiffers: "net/http accepts Transfer-Encoding with Content-Length, dropping the latter",
+		},
+		{
+			// KELVIN SIGN folds to k in Unicode only (issue 9).
+			name: "Transfer-Encoding chun\u212aed",
+			give: "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chun\u212aed\r\n\r\n0\r\n\r\n",
+			want: 501,
 		},
 		{name: "Transfer-Encoding gzip", give: "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", want: 501},
 		{

@@ -311,12 +311,12 @@ func appendHeader(b []byte, h http.Header) []byte {
 	return b
 }
 
-// hasToken reports whether the comma-separated values hold token, in any
+// hasToken reports whether the comma-separated values hold token, in ASCII
 // case.
 func hasToken(values []string, token string) bool {
 	for _, v := range values {
 		for t := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
+			if asciiEqualFold(trimOWS(t), token) {
 				return true
 			}
 		}
