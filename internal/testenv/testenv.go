@@ -208,7 +208,7 @@ func (p *Process) FailIfExited(tb testing.TB) {
 }
 
 // Signal sends sig to the process.
-func (p *Process) Signal(tb testing.TB, sig syscall.Signal) {
+func (p *Process) Signal(tb testing.TB, sig os.Signal) {
 	tb.Helper()
 	if err := p.Cmd.Process.Signal(sig); err != nil {
 		tb.Fatalf("signal %v to %s pid %d: %v", sig, p.Name, p.Cmd.Process.Pid, err)
@@ -252,7 +252,7 @@ func (p *Process) Kill(tb testing.TB) {
 	if !p.Running() {
 		return
 	}
-	p.Cmd.Process.Signal(syscall.SIGCONT) // a stopped process dies either way
+	resume(p.Cmd.Process) // a stopped process dies either way
 	if err := p.Cmd.Process.Kill(); err != nil && p.Running() {
 		tb.Errorf("kill %s pid %d: %v", p.Name, p.Cmd.Process.Pid, err)
 	}

@@ -24,7 +24,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -108,14 +107,6 @@ func run(args []string, stdout io.Writer) error {
 		*label, *rate, total, failed,
 		pct(latencies, 50), pct(latencies, 90), pct(latencies, 99), pct(latencies, 99.9), pct(latencies, 100))
 	return nil
-}
-
-// waitUntil blocks the calling thread until at.
-func waitUntil(at time.Time) {
-	for d := time.Until(at); d > 0; d = time.Until(at) {
-		ts := syscall.NsecToTimespec(d.Nanoseconds())
-		syscall.Nanosleep(&ts, nil) // an early wake (EINTR) just loops
-	}
 }
 
 func send(client *http.Client, url, body string, scheduled time.Time) result {
