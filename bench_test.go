@@ -27,7 +27,7 @@ func benchHandler(b *testing.B, logger log.Logger) http.Handler {
 	svc = loggingMiddleware{logger: logger, next: svc}
 	svc = newInstrumentingMiddleware(m)(svc)
 	return newHTTPHandler(makeUppercaseEndpoint(svc), makeCountEndpoint(svc), func() bool { return true },
-		promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), 1<<20)
+		promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), 1<<20, logger)
 }
 
 func benchLogger(b *testing.B) log.Logger {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"stringsvc/internal/lb"
 
 	"github.com/go-kit/kit/ratelimit"
+	"github.com/go-kit/log"
 	"github.com/sony/gobreaker"
 )
 
@@ -86,7 +88,8 @@ func TestErrorEncoderHidesServerErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := httptest.NewRecorder()
-			errorEncoder{}.encode(context.Background(), tt.give, rec)
+			var logged bytes.Buffer
+			errorEncoder{errorLog: log.NewLogfmtLogger(&logged)}.encode(context.Background(), tt.give, rec)
 			var body errorResponse
 			if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
 				t.Fatalf("decode body %q: %v", rec.Body, err)
@@ -99,6 +102,10 @@ func TestErrorEncoderHidesServerErrors(t *testing.T) {
 			}
 			if got := rec.Header().Get("Retry-After"); got != tt.wantRetryAfter {
 				t.Errorf("encode(%v) Retry-After = %q; want %q", tt.give, got, tt.wantRetryAfter)
+			}
+			// The cause of a 5xx is logged, with or without request logs.
+			if wantLogged := tt.wantStatus >= 500; strings.Contains(logged.String(), tt.give.Error()) != wantLogged {
+				t.Errorf("encode(%v) logged %q; want the cause logged: %v", tt.give, logged.String(), wantLogged)
 			}
 		})
 	}

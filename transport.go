@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-kit/kit/endpoint"
 	httptransport "github.com/go-kit/kit/transport/http"
+	"github.com/go-kit/log"
 
 	"stringsvc/internal/jsonfield"
 )
@@ -116,11 +117,11 @@ func decodeJSON(body io.Reader, v any, s *string) error {
 	return nil
 }
 
-// encodeResponse writes a response as JSON, or, when the response carries a
-// business error (endpoint.Failer), the error body and status for it. The
-// two success bodies are written by hand: it is the hottest path of the
-// service, and encoding/json's reflection and encoder allocations showed in
-// the profile (BENCHMARKS.md).
+// encodeResponse writes a response as JSON, or, when the response carries
+// an error (endpoint.Failer), the error body and status for it. The two
+// success bodies are written by hand: it is the hottest path of the
+// service, and encoding/json's reflection and encoder cost several
+// allocations per response.
 func (ee errorEncoder) encodeResponse(ctx context.Context, w http.ResponseWriter, response any) error {
 	if f, ok := response.(endpoint.Failer); ok && f.Failed() != nil {
 		ee.encode(ctx, f.Failed(), w)
@@ -149,12 +150,13 @@ func (ee errorEncoder) encodeResponse(ctx context.Context, w http.ResponseWriter
 var jsonContentType = []string{"application/json; charset=utf-8"}
 
 // errorEncoder writes errors as JSON with the status errorStatus chooses.
-// For 5xx the client gets a short, safe message; the full error is logged
-// once, by loggingMiddleware, which every 5xx passes through (decoding,
-// the only step before it, fails with 4xx only).
+// For 5xx the client gets a short, safe message and the cause goes to
+// errorLog, once per failed request, whether or not requests are logged:
+// the client's message cannot carry it.
 type errorEncoder struct {
 	// withV adds "v":"" to the body, as stringsvc3's /uppercase errors have.
-	withV bool
+	withV    bool
+	errorLog log.Logger
 }
 
 func (ee errorEncoder) encode(_ context.Context, err error, w http.ResponseWriter) {
@@ -162,6 +164,9 @@ func (ee errorEncoder) encode(_ context.Context, err error, w http.ResponseWrite
 	msg := err.Error()
 	if status >= 500 || status == statusClientClosedRequest {
 		msg = statusMessage(status)
+	}
+	if status >= 500 && ee.errorLog != nil {
+		ee.errorLog.Log("msg", "request failed", "status", status, "err", err)
 	}
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
@@ -187,10 +192,12 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 //	GET  /healthz    200 while the process runs
 //	GET  /readyz     200 when ready to serve, 503 otherwise
 //	anything else    404 {"err":"not found"}; a known path with another method: 405 with Allow
+//
+// The cause of each 5xx is logged to errorLog.
 func newHTTPHandler(uppercase, count endpoint.Endpoint, ready func() bool, metrics http.Handler,
-	maxBodyBytes int64) http.Handler {
-	upperErrors := errorEncoder{withV: true}
-	countErrors := errorEncoder{}
+	maxBodyBytes int64, errorLog log.Logger) http.Handler {
+	upperErrors := errorEncoder{withV: true, errorLog: errorLog}
+	countErrors := errorEncoder{errorLog: errorLog}
 	mux := http.NewServeMux()
 	mux.Handle("/uppercase", allowMethods(limitBody(maxBodyBytes, httptransport.NewServer(
 		uppercase, decodeUppercaseRequest, upperErrors.encodeResponse,

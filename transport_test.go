@@ -38,7 +38,7 @@ func newHandler(svc StringService, logger log.Logger, reg *prometheus.Registry, 
 	svc = loggingMiddleware{logger: logger, next: svc}
 	svc = newInstrumentingMiddleware(m)(svc)
 	return newHTTPHandler(makeUppercaseEndpoint(svc), makeCountEndpoint(svc), ready,
-		promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), maxBodyBytes)
+		promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), maxBodyBytes, logger)
 }
 
 // startServer serves h on 127.0.0.1 until the test ends.

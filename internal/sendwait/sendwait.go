@@ -5,7 +5,7 @@
 // request (or a response) is written, the other side has not answered yet,
 // yet Go's net package reads optimistically and only parks the goroutine on
 // the poller after that read fails with EAGAIN. On a proxied request that
-// is a failed system call out of five (BENCHMARKS.md).
+// is a failed system call out of five.
 //
 // A read cannot simply skip the optimistic try: syscall.RawConn.Read first
 // resets the poller's "readable" mark, so parking without reading loses a
@@ -19,6 +19,10 @@
 // does not hold for a server's side of the connection (a client may
 // pipeline or half-close at any time), which is why the inbound server
 // (internal/h1) reads the usual way.
+//
+// It knows sockets and nothing of HTTP or of the service. Its raw calls
+// need Linux (internal/rawio); elsewhere New's callers never get a raw
+// connection to give it.
 package sendwait
 
 import (
