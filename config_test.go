@@ -50,3 +50,46 @@ func TestParseConfigEnvironment(t *testing.T) {
 		})
 	}
 }
+
+func TestParseConfigDiscovery(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    string // split at spaces
+		wantErr string // "" for none
+	}{
+		{"register, advertise from listen", "-listen 127.0.0.1:0 -registry etcd://127.0.0.1:2379", ""},
+		{"register, several endpoints", "-listen 10.0.0.1:8081 -registry etcd://h1:2379,h2:2379", ""},
+		{"register, explicit advertise", "-listen :8081 -registry etcd://h:2379 -advertise 10.0.0.1:8081", ""},
+		{"proxy etcd", "-proxy etcd://h1:2379,h2:2379", ""},
+		{"proxy dns", "-proxy dns+srv://_http._tcp.stringsvc.default.svc.cluster.local -dns.server 127.0.0.1:5353", ""},
+		{"dns server without port", "-proxy dns+srv://_http._tcp.x -dns.server 10.0.0.10", ""},
+		{"registry not etcd", "-listen 127.0.0.1:1 -registry consul://h:8500", "-registry"},
+		{"registry without endpoint", "-listen 127.0.0.1:1 -registry etcd://", "-registry"},
+		{"registry endpoint without port", "-listen 127.0.0.1:1 -registry etcd://h1:2379,h2", "-registry"},
+		{"advertise needed", "-listen :8081 -registry etcd://h:2379", "-advertise is required"},
+		{"advertise needed, 0.0.0.0", "-listen 0.0.0.0:8081 -registry etcd://h:2379", "-advertise is required"},
+		{"bad advertise", "-listen :8081 -registry etcd://h:2379 -advertise nohost", "-advertise"},
+		{"proxy registering itself", "-listen 127.0.0.1:1 -registry etcd://h:2379 -proxy etcd://h:2379", "register itself"},
+		{"proxy unknown scheme", "-proxy zk://h:2181", "unknown scheme"},
+		{"proxy etcd without endpoint", "-proxy etcd://", "-proxy"},
+		{"proxy dns without name", "-proxy dns+srv://", "-proxy"},
+		{"proxy dns with port", "-proxy dns+srv://_http._tcp.x:53", "-proxy"},
+		{"ttl below a second", "-registry.ttl 500ms", "-registry.ttl"},
+		{"service name with slash", "-service.name a/b", "-service.name"},
+		{"bad dns server", "-dns.server a:b:c", "-dns.server"},
+		{"zero refresh", "-dns.refresh 0s", "-dns.refresh"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseConfig(strings.Fields(tt.args), func(string) string { return "" }, io.Discard)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("parseConfig(%q) = %v; want nil", tt.args, err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("parseConfig(%q) = %v; want an error containing %q", tt.args, err, tt.wantErr)
+			case err != nil && strings.Contains(err.Error(), "\n"):
+				t.Errorf("parseConfig(%q) = %q; want one line", tt.args, err)
+			}
+		})
+	}
+}

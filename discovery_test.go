@@ -11,13 +11,8 @@ import (
 	"strings"
 	etcdsd "stringsvc/internal/sd/etcd"
 	"stringsvc/internal/testenv"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/go-kit/kit/sd"
-	"github.com/go-kit/log"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Discovery against real servers: etcd and dnsmasq run as processes on
@@ -370,49 +365,6 @@ func TestRegistryUnreachableAtStart(t *testing.T) {
 	})
 }
 
-func TestParseConfigDiscovery(t *testing.T) {
-	tests := []struct {
-		name    string
-		args    string // split at spaces
-		wantErr string // "" for none
-	}{
-		{"register, advertise from listen", "-listen 127.0.0.1:0 -registry etcd://127.0.0.1:2379", ""},
-		{"register, several endpoints", "-listen 10.0.0.1:8081 -registry etcd://h1:2379,h2:2379", ""},
-		{"register, explicit advertise", "-listen :8081 -registry etcd://h:2379 -advertise 10.0.0.1:8081", ""},
-		{"proxy etcd", "-proxy etcd://h1:2379,h2:2379", ""},
-		{"proxy dns", "-proxy dns+srv://_http._tcp.stringsvc.default.svc.cluster.local -dns.server 127.0.0.1:5353", ""},
-		{"dns server without port", "-proxy dns+srv://_http._tcp.x -dns.server 10.0.0.10", ""},
-		{"registry not etcd", "-listen 127.0.0.1:1 -registry consul://h:8500", "-registry"},
-		{"registry without endpoint", "-listen 127.0.0.1:1 -registry etcd://", "-registry"},
-		{"registry endpoint without port", "-listen 127.0.0.1:1 -registry etcd://h1:2379,h2", "-registry"},
-		{"advertise needed", "-listen :8081 -registry etcd://h:2379", "-advertise is required"},
-		{"advertise needed, 0.0.0.0", "-listen 0.0.0.0:8081 -registry etcd://h:2379", "-advertise is required"},
-		{"bad advertise", "-listen :8081 -registry etcd://h:2379 -advertise nohost", "-advertise"},
-		{"proxy registering itself", "-listen 127.0.0.1:1 -registry etcd://h:2379 -proxy etcd://h:2379", "register itself"},
-		{"proxy unknown scheme", "-proxy zk://h:2181", "unknown scheme"},
-		{"proxy etcd without endpoint", "-proxy etcd://", "-proxy"},
-		{"proxy dns without name", "-proxy dns+srv://", "-proxy"},
-		{"proxy dns with port", "-proxy dns+srv://_http._tcp.x:53", "-proxy"},
-		{"ttl below a second", "-registry.ttl 500ms", "-registry.ttl"},
-		{"service name with slash", "-service.name a/b", "-service.name"},
-		{"bad dns server", "-dns.server a:b:c", "-dns.server"},
-		{"zero refresh", "-dns.refresh 0s", "-dns.refresh"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := parseConfig(strings.Fields(tt.args), func(string) string { return "" }, io.Discard)
-			switch {
-			case tt.wantErr == "" && err != nil:
-				t.Errorf("parseConfig(%q) = %v; want nil", tt.args, err)
-			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
-				t.Errorf("parseConfig(%q) = %v; want an error containing %q", tt.args, err, tt.wantErr)
-			case err != nil && strings.Contains(err.Error(), "\n"):
-				t.Errorf("parseConfig(%q) = %q; want one line", tt.args, err)
-			}
-		})
-	}
-}
-
 func TestDNSSRVDiscovery(t *testing.T) {
 	const name = "_http._tcp.stringsvc.test"
 	var (
@@ -456,84 +408,4 @@ func TestDNSSRVDiscovery(t *testing.T) {
 	load.waitMore(t, 100)
 	ok, failures := load.Stop()
 	checkNoFailures(t, "load across the DNS changes", ok, failures)
-}
-
-// TestEtcdInstancerConvergesWhileKeysChange starts instancers while keys
-// are put and deleted as fast as etcd takes them, so that changes land
-// between an instancer's first read and the start of its watch. Every one
-// must end with the true set, without help from a resync.
-func TestEtcdInstancerConvergesWhileKeysChange(t *testing.T) {
-	etcd := testenv.StartEtcd(t)
-	cli := newTestEtcdClient(t, etcd)
-	const prefix = "/services/converge/"
-	var (
-		subscribers []*lastEvent
-		want        []string
-	)
-	for i := range 60 {
-		instance := fmt.Sprintf("10.0.0.1:%d", 1000+i)
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err := cli.Put(ctx, prefix+instance, instance)
-		if err == nil && i%10 == 9 {
-			_, err = cli.Delete(ctx, prefix+fmt.Sprintf("10.0.0.1:%d", 1000+i-5))
-		}
-		cancel()
-		if err != nil {
-			t.Fatalf("change keys: %v", err)
-		}
-		if i%4 == 0 {
-			errs := prometheus.NewCounter(prometheus.CounterOpts{Name: "errors"})
-			in := etcdsd.NewInstancer(cli, prefix, time.Hour, errs, log.NewNopLogger())
-			t.Cleanup(in.Stop)
-			subscribers = append(subscribers, subscribe(t, in))
-		}
-	}
-	for instance := range etcdEntries(t, cli, prefix) {
-		want = append(want, strings.TrimPrefix(instance, prefix))
-	}
-	slices.Sort(want)
-	if len(want) != 54 {
-		t.Fatalf("%d keys in etcd; want 54", len(want))
-	}
-	for i, s := range subscribers {
-		what := fmt.Sprintf("instancer %d has the %d instances", i+1, len(want))
-		testenv.PollUntil(t, 5*time.Second, what, func() bool {
-			ev := s.get()
-			return ev.Err == nil && slices.Equal(ev.Instances, want)
-		})
-	}
-}
-
-// lastEvent keeps the last event an instancer sent.
-type lastEvent struct {
-	mu sync.Mutex
-	ev sd.Event
-}
-
-func (l *lastEvent) get() sd.Event {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.ev
-}
-
-// subscribe registers with in until the test ends.
-func subscribe(tb testing.TB, in sd.Instancer) *lastEvent {
-	l := new(lastEvent)
-	events := make(chan sd.Event)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for ev := range events {
-			l.mu.Lock()
-			l.ev = ev
-			l.mu.Unlock()
-		}
-	}()
-	in.Register(events)
-	tb.Cleanup(func() {
-		in.Deregister(events)
-		close(events)
-		<-done
-	})
-	return l
 }
