@@ -60,6 +60,14 @@ type proxyConfig struct {
 // follows a registry. Every field has a documented default in parseConfig.
 type discoveryConfig struct {
 	Registry        registryAddr  // where to register; zero: do not register
+	RegistryToken   string        // Consul ACL token; empty: none
+	RegistryTags    []string      // Consul tags of the registration
+	ProxyTag        string        // -proxy consul:// follows only instances with this tag; empty: all
+	CheckInterval   time.Duration // Consul health check interval
+	CheckTimeout    time.Duration // Consul health check timeout
+	DeregisterAfter time.Duration // Consul removes a critical instance after this
+	ZKSession       time.Duration // ZooKeeper session timeout
+	EmptyGrace      time.Duration // how long an update removing every instance must hold
 	Advertise       string        // host:port proxies dial; empty: the bound -listen address
 	ServiceName     string        // instances live under the etcd prefix /services/<ServiceName>/
 	RegistryTTL     time.Duration // lease TTL of the registration, rounded up to whole seconds
@@ -69,8 +77,8 @@ type discoveryConfig struct {
 	DNSRefresh      time.Duration // how often a dns+srv:// name is resolved again
 }
 
-// registryAddr is a registry: its kind ("etcd") and its endpoints
-// (host:port each).
+// registryAddr is a registry: its kind ("etcd", "consul" or "zk") and its
+// endpoints (host:port each; one, the local agent, for Consul).
 type registryAddr struct {
 	kind      string
 	endpoints []string
@@ -106,7 +114,8 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	fs.SetOutput(io.Discard) // errors are returned as one line, not printed with the usage
 	fs.StringVar(&cfg.listen, "listen", ":8080", "HTTP listen address")
 	fs.StringVar(&cfg.proxy, "proxy", "", "where to forward /uppercase: comma-separated instances (host:port or http://host:port[/path]), "+
-		"etcd://host:port[,host:port...] (the instances registered under -service.name) or dns+srv://name (SRV records); empty serves locally")
+		"etcd://host:port[,...], consul://host:port or zk://host:port[,...] (the instances registered under -service.name) "+
+		"or dns+srv://name (SRV records); empty serves locally")
 	fs.StringVar(&cfg.logFormat, "log.format", "logfmt", "log format: logfmt or json")
 	fs.BoolVar(&cfg.logRequests, "log.requests", true, "log one line per request (-log.requests=false keeps only lifecycle lines)")
 	fs.DurationVar(&cfg.logFlushInterval, "log.flush-interval", 100*time.Millisecond, "how often buffered log lines are written out (all are written on shutdown)")
@@ -135,12 +144,21 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	fs.DurationVar(&cfg.BreakerCooldown, "proxy.breaker.cooldown", 5*time.Second, "how long a breaker stays open before it lets one probe through")
 	fs.IntVar(&cfg.MaxIdleConnsPerHost, "proxy.max-idle-conns", 256, "kept-alive connections per instance")
 	var registry, dnsServer string
-	fs.StringVar(&registry, "registry", "", "etcd to register this instance in while it runs: etcd://host:port[,host:port...]; empty: do not register")
+	fs.StringVar(&registry, "registry", "", "registry to register this instance in while it runs: etcd://host:port[,...], consul://host:port (the local agent) or zk://host:port[,...]; empty: do not register")
 	fs.StringVar(&cfg.Advertise, "advertise", "", "host:port proxies reach this instance at (default: the bound -listen address, which then needs a specific host)")
-	fs.StringVar(&cfg.ServiceName, "service.name", "stringsvc", "service name: instances register under, and -proxy etcd:// follows, the etcd prefix /services/<name>/")
+	fs.StringVar(&cfg.ServiceName, "service.name", "stringsvc", "service name: instances register, and -proxy etcd://, consul:// or zk:// follows them, under this name (etcd and ZooKeeper: /services/<name>/)")
 	fs.DurationVar(&cfg.RegistryTTL, "registry.ttl", 10*time.Second, "lease TTL of the registration, in whole seconds: an instance that dies without deregistering disappears after it")
 	fs.DurationVar(&cfg.RegistryTimeout, "registry.timeout", 10*time.Second, "how long the first registration may take, retries included, before the program exits with an error")
 	fs.DurationVar(&cfg.RegistryResync, "registry.resync", 5*time.Second, "how often -proxy etcd:// re-reads all instances, besides watching them, and so notices an unreachable etcd")
+	var tags string
+	fs.StringVar(&cfg.RegistryToken, "registry.token", "", "Consul ACL token (default $CONSUL_HTTP_TOKEN)")
+	fs.StringVar(&tags, "registry.tags", "", "comma-separated Consul tags of this instance's registration")
+	fs.StringVar(&cfg.ProxyTag, "proxy.tag", "", "-proxy consul:// follows only the passing instances with this Consul tag; empty: all")
+	fs.DurationVar(&cfg.CheckInterval, "registry.check-interval", 10*time.Second, "Consul: how often the agent checks GET /readyz; also how often the registration is verified")
+	fs.DurationVar(&cfg.CheckTimeout, "registry.check-timeout", 5*time.Second, "Consul: time allowed to one health check")
+	fs.DurationVar(&cfg.DeregisterAfter, "registry.deregister-after", time.Minute, "Consul: an instance critical this long is removed (Consul's floor is 1m)")
+	fs.DurationVar(&cfg.ZKSession, "registry.zk-session-timeout", 5*time.Second, "ZooKeeper session timeout: a dead instance's node goes away after it")
+	fs.DurationVar(&cfg.EmptyGrace, "registry.empty-grace", 5*time.Second, "how long a registry update that removes every instance must hold before the proxy applies it (0: at once)")
 	fs.StringVar(&dnsServer, "dns.server", "", "DNS server (host[:port]) that resolves -proxy dns+srv:// names; empty: the system resolver")
 	fs.DurationVar(&cfg.DNSRefresh, "dns.refresh", 5*time.Second, "how often -proxy dns+srv:// resolves its name again")
 
@@ -175,6 +193,10 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	if fs.NArg() > 0 {
 		return cfg, usageError{fmt.Errorf("unexpected argument %q (flags only; see -h)", fs.Arg(0))}
 	}
+	if cfg.RegistryToken == "" {
+		cfg.RegistryToken = getenv("CONSUL_HTTP_TOKEN")
+	}
+	cfg.RegistryTags = splitList(tags)
 	if err := cfg.parse(registry, dnsServer); err != nil {
 		return cfg, usageError{err}
 	}
@@ -236,6 +258,12 @@ func (cfg config) validate() error {
 		return fmt.Errorf("-registry.ttl %v: want at least 1s", d.RegistryTTL)
 	case d.RegistryTimeout <= 0 || d.RegistryResync <= 0 || d.DNSRefresh <= 0:
 		return errors.New("-registry.timeout, -registry.resync and -dns.refresh must be positive")
+	case d.CheckInterval <= 0 || d.CheckTimeout <= 0 || d.ZKSession <= 0:
+		return errors.New("-registry.check-interval, -registry.check-timeout and -registry.zk-session-timeout must be positive")
+	case d.DeregisterAfter < time.Minute:
+		return fmt.Errorf("-registry.deregister-after %v: want at least 1m (Consul's floor)", d.DeregisterAfter)
+	case d.EmptyGrace < 0:
+		return fmt.Errorf("-registry.empty-grace %v: want 0 or more", d.EmptyGrace)
 	case p.Balancer != "roundrobin" && p.Balancer != "random":
 		return fmt.Errorf("-proxy.balancer %q: want roundrobin or random", p.Balancer)
 	case cfg.proxy == "":
@@ -287,33 +315,52 @@ func (cfg config) validateRegistration() error {
 	return nil
 }
 
-// parseProxyTarget dispatches -proxy on its scheme: etcd://, dns+srv://, or
+// parseProxyTarget dispatches -proxy on its scheme: a registry, dns+srv://, or
 // else a fixed list.
 func parseProxyTarget(s string) (proxyTarget, error) {
 	scheme, rest, ok := strings.Cut(s, "://")
 	switch {
-	case ok && scheme == "etcd":
-		endpoints, err := parseEndpoints("etcd", rest)
-		return proxyTarget{registry: registryAddr{kind: "etcd", endpoints: endpoints}}, err
+	case ok && registryKinds[scheme]:
+		r, err := parseRegistry(s)
+		return proxyTarget{registry: r}, err
 	case ok && scheme == "dns+srv":
 		name, err := parseSRVName(rest)
 		return proxyTarget{srvName: name}, err
 	case ok && scheme != "http" && scheme != "https":
 		return proxyTarget{}, fmt.Errorf("unknown scheme %q: want host:port[,...], http(s)://host:port[,...], "+
-			"etcd://host:port[,...] or dns+srv://name", scheme)
+			"etcd://host:port[,...], consul://host:port, zk://host:port[,...] or dns+srv://name", scheme)
 	}
 	instances, err := splitInstances(s)
 	return proxyTarget{instances: instances}, err
 }
 
-// parseRegistry parses -registry, etcd://host:port[,host:port...].
+// registryKinds are the registries -registry and -proxy know.
+var registryKinds = map[string]bool{"etcd": true, "consul": true, "zk": true}
+
+// parseRegistry parses etcd://host:port[,host:port...], consul://host:port
+// or zk://host:port[,host:port...].
 func parseRegistry(s string) (registryAddr, error) {
-	rest, ok := strings.CutPrefix(s, "etcd://")
-	if !ok {
-		return registryAddr{}, fmt.Errorf("%q: want etcd://host:port[,host:port...]", s)
+	kind, rest, ok := strings.Cut(s, "://")
+	if !ok || !registryKinds[kind] {
+		return registryAddr{}, fmt.Errorf("%q: want etcd://host:port[,host:port...], consul://host:port "+
+			"or zk://host:port[,host:port...]", s)
 	}
-	endpoints, err := parseEndpoints("etcd", rest)
-	return registryAddr{kind: "etcd", endpoints: endpoints}, err
+	endpoints, err := parseEndpoints(kind, rest)
+	if err == nil && kind == "consul" && len(endpoints) != 1 {
+		err = fmt.Errorf("%q: want one Consul agent, consul://host:port", s)
+	}
+	return registryAddr{kind: kind, endpoints: endpoints}, err
+}
+
+// splitList splits a comma-separated list, dropping empty entries.
+func splitList(s string) []string {
+	var out []string
+	for _, e := range strings.Split(s, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // parseEndpoints parses the part after scheme://: comma-separated

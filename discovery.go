@@ -6,15 +6,18 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/go-kit/kit/sd"
 	"github.com/go-kit/log"
 	group "github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"stringsvc/internal/sd/consul"
 	"stringsvc/internal/sd/dnssrv"
 	"stringsvc/internal/sd/etcd"
 	"stringsvc/internal/sd/instance"
+	"stringsvc/internal/sd/zk"
 )
 
 // String is the registry as -registry and -proxy spell it.
@@ -44,25 +47,49 @@ func followInstances(target proxyTarget, cfg discoveryConfig, factory sd.Factory
 		source    string
 		closeAll  = func() {}
 	)
-	switch {
-	case target.registry.kind == "etcd":
+	switch kind := target.registry.kind; kind {
+	case "etcd":
 		client, err := etcd.NewClient(target.registry.endpoints)
 		if err != nil {
 			return nil, err
 		}
-		source, closeAll = "etcd", func() { etcd.Close(client, logger) }
+		source, closeAll = kind, func() { etcd.Close(client, logger) }
 		instancer = etcd.NewInstancer(client, etcd.ServicePrefix(cfg.ServiceName), cfg.RegistryResync,
+			dm.errors.WithLabelValues(source), logger)
+	case "consul":
+		client, err := consul.NewClient(target.registry.endpoints[0], cfg.RegistryToken)
+		if err != nil {
+			return nil, err
+		}
+		source = kind
+		instancer = consul.NewInstancer(client, cfg.ServiceName, cfg.ProxyTag, 0,
+			dm.errors.WithLabelValues(source), logger)
+	case "zk":
+		client, err := zk.NewClient(target.registry.endpoints, cfg.ZKSession, logger)
+		if err != nil {
+			return nil, err
+		}
+		source, closeAll = kind, client.Close
+		instancer = zk.NewInstancer(client, cfg.ServiceName, cfg.RegistryResync,
 			dm.errors.WithLabelValues(source), logger)
 	default:
 		source = "dns"
 		instancer = dnssrv.NewInstancer(target.srvName, cfg.DNSRefresh, dnssrv.NewResolver(cfg.DNSServer),
 			dm.errors.WithLabelValues(source), logger)
 	}
-	stopObserving := observeInstancer(instancer, source, dm, logger)
-	endpointer := sd.NewEndpointer(instancer, factory, logger)
+	followed := instancer
+	if cfg.EmptyGrace > 0 {
+		followed = instance.NewGraced(instancer, cfg.EmptyGrace, dm.emptyHeld.WithLabelValues(source),
+			log.With(logger, "source", source))
+	}
+	stopObserving := observeInstancer(followed, source, dm, logger)
+	endpointer := sd.NewEndpointer(followed, factory, logger)
 	return func() {
 		endpointer.Close()
 		stopObserving()
+		if followed != instancer {
+			followed.Stop()
+		}
 		instancer.Stop()
 		closeAll()
 	}, nil
@@ -120,13 +147,14 @@ type discoveryMetrics struct {
 	stale         *prometheus.GaugeVec
 	registrations prometheus.Counter
 	registered    prometheus.Gauge
+	emptyHeld     *prometheus.CounterVec
 }
 
 func newDiscoveryMetrics(reg prometheus.Registerer) *discoveryMetrics {
 	m := &discoveryMetrics{
 		instances: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "stringsvc_discovery_instances",
-			Help: "Instances the registry (source etcd or dns) last reported to this proxy.",
+			Help: "Instances the registry (source etcd, consul, zk or dns) last reported to this proxy.",
 		}, []string{"source"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "stringsvc_discovery_errors_total",
@@ -138,14 +166,18 @@ func newDiscoveryMetrics(reg prometheus.Registerer) *discoveryMetrics {
 		}, []string{"source"}),
 		registrations: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "stringsvc_registrations_total",
-			Help: "Times this instance registered itself in etcd (again after a lost lease included).",
+			Help: "Times this instance registered itself (again after a lost lease, session or registration included).",
 		}),
 		registered: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "stringsvc_registered",
-			Help: "1 while this instance's registration lease is kept alive.",
+			Help: "1 while this instance is registered.",
 		}),
 	}
-	reg.MustRegister(m.instances, m.errors, m.stale, m.registrations, m.registered)
+	m.emptyHeld = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "stringsvc_discovery_empty_held_total",
+		Help: "Registry updates that would have removed every instance, held for -registry.empty-grace, by source.",
+	}, []string{"source"})
+	reg.MustRegister(m.instances, m.errors, m.stale, m.registrations, m.registered, m.emptyHeld)
 	return m
 }
 
@@ -169,18 +201,17 @@ func addRegistrar(g *group.Group, cfg discoveryConfig, listenAddr net.Addr, dm *
 	if advertise == "" {
 		advertise = listenAddr.String()
 	}
-	client, err := etcd.NewClient(cfg.Registry.endpoints)
+	registry := cfg.Registry.String()
+	r, closeClient, err := newRegistrar(cfg, advertise, dm.registrar(cfg.Registry.kind),
+		log.With(logger, "component", "registrar", "registry", registry))
 	if err != nil {
 		return fmt.Errorf("-registry: %w", err)
 	}
-	registry := cfg.Registry.String()
-	r := etcd.NewRegistrar(client, etcd.ServicePrefix(cfg.ServiceName)+advertise, advertise, cfg.RegistryTTL,
-		dm.registrar(cfg.Registry.kind), log.With(logger, "component", "registrar", "registry", registry))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	g.Add(func() error {
 		defer close(done)
-		defer etcd.Close(client, logger)
+		defer closeClient()
 		if err := r.Run(ctx, cfg.RegistryTimeout); err != nil {
 			return fmt.Errorf("-registry %s: %w", registry, err)
 		}
@@ -190,4 +221,49 @@ func addRegistrar(g *group.Group, cfg discoveryConfig, listenAddr net.Addr, dm *
 		<-done // deregistered
 	})
 	return nil
+}
+
+// registrar is what every registry's registrar does: register, keep the
+// registration while ctx lasts, then deregister.
+type registrar interface {
+	Run(ctx context.Context, firstTimeout time.Duration) error
+}
+
+// newRegistrar returns the registrar of cfg.Registry for this instance at
+// advertise, and a function that closes its client.
+func newRegistrar(cfg discoveryConfig, advertise string, m instance.RegistrarMetrics, logger log.Logger) (
+	registrar, func(), error) {
+	switch cfg.Registry.kind {
+	case "consul":
+		client, err := consul.NewClient(cfg.Registry.endpoints[0], cfg.RegistryToken)
+		if err != nil {
+			return nil, nil, err
+		}
+		r, err := consul.NewRegistrar(client, consul.Service{
+			Name: cfg.ServiceName, Addr: advertise, Tags: cfg.RegistryTags,
+			Check: consul.Check{Interval: cfg.CheckInterval, Timeout: cfg.CheckTimeout,
+				DeregisterCriticalServiceAfter: cfg.DeregisterAfter},
+		}, m, logger)
+		return r, func() {}, err
+	case "zk":
+		client, err := zk.NewClient(cfg.Registry.endpoints, cfg.ZKSession, logger)
+		if err != nil {
+			return nil, nil, err
+		}
+		r, err := zk.NewRegistrar(client, zk.Service{Name: cfg.ServiceName, Addr: advertise},
+			cfg.RegistryResync, m, logger)
+		if err != nil {
+			client.Close()
+			return nil, nil, err
+		}
+		return r, client.Close, nil
+	default: // "etcd"
+		client, err := etcd.NewClient(cfg.Registry.endpoints)
+		if err != nil {
+			return nil, nil, err
+		}
+		r := etcd.NewRegistrar(client, etcd.ServicePrefix(cfg.ServiceName)+advertise, advertise,
+			cfg.RegistryTTL, m, logger)
+		return r, func() { etcd.Close(client, logger) }, nil
+	}
 }
