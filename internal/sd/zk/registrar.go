@@ -165,9 +165,9 @@ func (r *Registrar) register() error {
 	conn := r.client.conn
 	_, err := conn.Create(r.node, []byte(r.addr), zk.FlagEphemeral, zk.WorldACL(zk.PermAll))
 	if errors.Is(err, zk.ErrNodeExists) {
-		exists, stat, err := conn.Exists(r.node)
-		if err != nil || !exists || stat.EphemeralOwner == r.client.SessionID() {
-			return err // the caller checks again
+		exists, stat, existsErr := conn.Exists(r.node)
+		if existsErr != nil || !exists || stat.EphemeralOwner == r.client.SessionID() {
+			return existsErr // the caller checks again
 		}
 		r.logger.Log("msg", "replacing the node of another session", "session", stat.EphemeralOwner)
 		if err := conn.Delete(r.node, stat.Version); err != nil && !errors.Is(err, zk.ErrNoNode) {
