@@ -29,6 +29,7 @@ type conn struct {
 	header     http.Header // the response's, reused
 	bodyBuf    []byte      // the body held back until the handler returns
 	idle       bool        // guarded by s.mu
+	drainClose bool        // the client may still be sending: closeWriteAndDrain before the close
 
 	// The disconnect watch of the request in flight (see Server.sweep).
 	watchArmed bool // the serve loop's own copy of armedAt != zero
@@ -56,6 +57,16 @@ const maxBufferedBody = 64 << 10
 // dropped to keep the connection; past it the connection is closed.
 const maxDiscard = 256 << 10
 
+// What closeWriteAndDrain reads and waits for at most before it closes a
+// connection whose client may still be sending. The time is net/http's
+// rstAvoidanceDelay. The bytes let a client that writes a request of a few
+// MB before it reads have its 413 (issue 9); past them the client sends
+// more than any request here needs, and reading it would only cost CPU.
+const (
+	drainTimeout = 500 * time.Millisecond
+	drainBytes   = 8 << 20
+)
+
 func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{s: s, nc: nc, remoteAddr: nc.RemoteAddr().String()}
 	c.rw = rawio.New(nc)
@@ -77,6 +88,9 @@ func (c *conn) serve() {
 		}
 		c.stopWatch()
 		c.cancel()
+		if c.drainClose {
+			c.closeWriteAndDrain()
+		}
 		c.nc.Close()
 		c.s.untrackConn(c)
 	}()
@@ -181,7 +195,11 @@ func (c *conn) serveOne() (keep bool) {
 	// and an armed watch must not outlive its request.
 	keep = !w.streaming || w.body.drain()
 	c.stopWatch()
-	return keep && !w.closeAfter && w.keepAlive()
+	keep = keep && !w.closeAfter && w.keepAlive()
+	// What the client sent beyond the answered request is unread: the rest
+	// of the body, or requests it pipelined.
+	c.drainClose = !keep && w.err == nil && (w.body.unread() || c.br.Buffered() > 0)
+	return keep
 }
 
 // setReadDeadline sets the read deadline to from+d, or none if d is not
@@ -206,9 +224,42 @@ func (c *conn) refuse(err error) {
 	if d := c.s.WriteTimeout; d > 0 {
 		c.nc.SetWriteDeadline(time.Now().Add(d))
 	}
-	c.rw.Write(c.out)
-	if tc, ok := c.nc.(interface{ CloseWrite() error }); ok {
-		tc.CloseWrite() // let the client read the answer before the close
+	_, err = c.rw.Write(c.out)
+	c.drainClose = err == nil // the rest of the request is unread
+}
+
+// closeWriteAndDrain ends a connection whose client may still be sending
+// without resetting it. Closing a socket with unread bytes makes the kernel
+// answer with RST instead of FIN, and a client still writing then sees its
+// write fail and may never read the answer (issue 9). As net/http's
+// closeWriteAndWait, it half-closes, so that the client reads the answer
+// and then the end of the stream, and gives the client drainTimeout to do
+// so before the close. Unlike it, it reads and drops what the client sends
+// meanwhile, so that the client's write can finish, and it ends as soon as
+// the client closes; after drainBytes it stops reading and only waits. It
+// ends at once when the server is closed.
+func (c *conn) closeWriteAndDrain() {
+	tc, ok := c.nc.(interface{ CloseWrite() error })
+	if !ok || tc.CloseWrite() != nil {
+		return
+	}
+	deadline := time.Now().Add(drainTimeout)
+	if c.nc.SetReadDeadline(deadline) != nil {
+		return
+	}
+	buf := make([]byte, 32<<10)
+	for n := 0; n < drainBytes; {
+		m, err := c.rw.Read(buf)
+		if err != nil {
+			return // the end of the stream, the deadline or Close
+		}
+		n += m
+	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-c.s.baseCtx.Done():
 	}
 }
 

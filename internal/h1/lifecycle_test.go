@@ -439,3 +439,71 @@ func TestAcceptTemporaryError(t *testing.T) {
 		})
 	}
 }
+
+// TestUnreadBodyWaitEnds: the wait before closing a connection whose
+// client still sends a body nobody reads is bounded, in time for a client
+// that trickles and in bytes for one that floods, and Shutdown waits for it
+// no longer.
+func TestUnreadBodyWaitEnds(t *testing.T) {
+	tests := []struct {
+		name  string
+		chunk int
+		pace  time.Duration // between writes; 0: as fast as the server takes them
+	}{
+		{name: "trickle", chunk: 100, pace: 20 * time.Millisecond},
+		{name: "flood", chunk: 64 << 10},
+	}
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			for _, tt := range tests {
+				t.Run(tt.name, func(t *testing.T) {
+					ts := startServer(t, kind, serverOpts{})
+					nc, br := dial(t, ts)
+					send(t, nc, "POST /unread HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000000\r\n\r\n")
+					type result struct {
+						n   int64
+						err error
+					}
+					written := make(chan result, 1)
+					go func() {
+						n, err := writeUntilError(nc, tt.chunk, tt.pace)
+						written <- result{n, err}
+					}()
+					resp, body := readResponse(t, br, http.MethodPost)
+					if resp.StatusCode != http.StatusOK || body != "ok" || !resp.Close {
+						t.Fatalf("answer %q, body %q, Close %v; want 200 OK, %q, true", resp.Status, body, resp.Close, "ok")
+					}
+					ctx, cancel := context.WithTimeout(context.Background(), clientTimeout)
+					defer cancel()
+					if err := ts.srv.Shutdown(ctx); err != nil {
+						t.Errorf("Shutdown() = %v; want nil", err)
+					}
+					// h1 reads 8 MiB at most; the socket buffers hold up to 36 MiB
+					// more. Reading on for 500 ms would take far more.
+					const maxWritten = 64 << 20
+					if res := <-written; !isClosed(res.err) || res.n > maxWritten {
+						t.Errorf("write body: %d bytes, then %v; want at most %d, then the connection closed by the server",
+							res.n, res.err, maxWritten)
+					}
+				})
+			}
+		})
+	}
+}
+
+// writeUntilError writes chunk-sized pieces of a body to nc, pace apart,
+// until a write fails, and returns how much it wrote and that error.
+func writeUntilError(nc net.Conn, chunk int, pace time.Duration) (int64, error) {
+	p := bytes.Repeat([]byte("x"), chunk)
+	var n int64
+	for {
+		m, err := nc.Write(p)
+		n += int64(m)
+		if err != nil {
+			return n, err
+		}
+		if pace > 0 {
+			<-time.After(pace) // a slow client, not synchronisation
+		}
+	}
+}

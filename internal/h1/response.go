@@ -428,6 +428,11 @@ func (b *bodyReader) Close() error {
 	return nil
 }
 
+// unread reports whether the request has a body not read to its end.
+func (b *bodyReader) unread() bool {
+	return b.w.req.body != bodyNone && !b.eof
+}
+
 // drain reads and drops what the handler left of the body, and reports
 // whether the connection can carry the next request.
 func (b *bodyReader) drain() bool {
