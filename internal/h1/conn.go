@@ -24,6 +24,7 @@ type conn struct {
 	rw         io.ReadWriter   // nc's Read and Write as raw system calls (internal/rawio)
 	raw        syscall.RawConn // nil when nc is not a TCP connection: no disconnect watch
 	remoteAddr string
+	accepted   time.Time // the first request's read deadlines count from it
 	br         *bufio.Reader
 	out        []byte      // the response being built, written with one Write
 	header     http.Header // the response's, reused
@@ -68,7 +69,7 @@ const (
 )
 
 func newConn(s *Server, nc net.Conn) *conn {
-	c := &conn{s: s, nc: nc, remoteAddr: nc.RemoteAddr().String()}
+	c := &conn{s: s, nc: nc, remoteAddr: nc.RemoteAddr().String(), accepted: time.Now()}
 	c.rw = rawio.New(nc)
 	if rc, ok := c.rw.(*rawio.Conn); ok {
 		c.raw = rc.Raw()
@@ -99,10 +100,10 @@ func (c *conn) serve() {
 		if !c.waitForRequest(first) {
 			return
 		}
-		first = false
-		if !c.serveOne() {
+		if !c.serveOne(first) {
 			return
 		}
+		first = false
 	}
 }
 
@@ -112,14 +113,10 @@ func (c *conn) waitForRequest(first bool) bool {
 	if c.br.Buffered() > 0 { // pipelined: the next request is already here
 		return !c.s.closing.Load()
 	}
-	d := c.s.idleTimeout()
 	if first { // a new connection gets the header timeout, as with net/http
-		d = c.s.readHeaderTimeout()
-	}
-	if d > 0 {
-		c.nc.SetReadDeadline(time.Now().Add(d))
+		c.setReadDeadline(c.accepted, c.s.readHeaderTimeout())
 	} else {
-		c.nc.SetReadDeadline(time.Time{})
+		c.setReadDeadline(time.Now(), c.s.idleTimeout())
 	}
 	if !c.s.setIdle(c, true) {
 		return false
@@ -136,18 +133,27 @@ func (c *conn) waitForRequest(first bool) bool {
 	return c.s.setIdle(c, false) && err == nil
 }
 
-// serveOne reads one request, runs the handler and writes the response. It
-// reports whether the connection can carry another request.
-func (c *conn) serveOne() (keep bool) {
+// serveOne reads one request, the connection's first or a later one, runs
+// the handler and writes the response. It reports whether the connection
+// can carry another request.
+func (c *conn) serveOne(first bool) (keep bool) {
 	start := time.Now()
 	c.reqStart = start
+	// The read deadlines count from the accept for the first request, as
+	// net/http's do: a client silent before its first byte has no more
+	// time for its head (issue 9: 9 s instead of 5). Later requests count
+	// from their first byte, after waiting for it under IdleTimeout.
+	from := start
+	if first {
+		from = c.accepted
+	}
 	// A read deadline matters only to a read that reaches the socket. When
 	// the head (or the body) is all in the buffer already, as it usually
 	// is, setting one would cost a runtime timer update for nothing: three
 	// updates per request were 2.4% of a backend's CPU (BENCHMARKS.md).
 	headHere := headEnd(c.br) >= 0
 	if !headHere {
-		c.setReadDeadline(start, c.s.readHeaderTimeout())
+		c.setReadDeadline(from, c.s.readHeaderTimeout())
 	}
 	maxHeader := c.s.MaxHeaderBytes
 	if maxHeader <= 0 {
@@ -161,7 +167,7 @@ func (c *conn) serveOne() (keep bool) {
 	bodyHere := req.body == bodyNone ||
 		(req.body == bodyLength && !req.expectContinue && int64(c.br.Buffered()) >= req.length)
 	if !bodyHere {
-		c.setReadDeadline(start, c.s.ReadTimeout)
+		c.setReadDeadline(from, c.s.ReadTimeout)
 	}
 	if d := c.s.WriteTimeout; d > 0 {
 		headersEnd := start

@@ -46,11 +46,13 @@ import (
 const DisconnectCheckDelay = 10 * time.Millisecond
 
 // Server serves HTTP/1.1. Its fields mean what http.Server's do; set them
-// before Serve.
+// before Serve. ReadHeaderTimeout and ReadTimeout count, as net/http's do,
+// from the accept for a connection's first request, and from its first
+// byte for a later one, which IdleTimeout waits for.
 type Server struct {
 	Handler           http.Handler
-	ReadHeaderTimeout time.Duration // from a request's first byte to the end of its headers
-	ReadTimeout       time.Duration // from a request's first byte to the end of its body
+	ReadHeaderTimeout time.Duration // to the end of a request's headers
+	ReadTimeout       time.Duration // to the end of a request's body
 	WriteTimeout      time.Duration // from the end of the headers to the end of the response
 	IdleTimeout       time.Duration // a kept-alive connection waiting for the next request
 	MaxHeaderBytes    int           // request line and headers; 0 means 1 MiB
