@@ -16,8 +16,8 @@ const fuzzMaxHeader = 1 << 10
 
 // Outcomes of reading a request head besides a refusal's status.
 const (
-	accepted = 0  // the handler is called
-	noAnswer = -1 // the input ended first: the connection ends without an answer
+	readAccepted = 0  // the handler is called
+	readNoAnswer = -1 // the input ended first: the connection ends without an answer
 )
 
 // FuzzReadRequest holds readRequest to net/http's server both ways: what h1
@@ -78,7 +78,7 @@ func FuzzReadRequest(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		r, got := h1Read(t, s)
-		if got == accepted {
+		if got == readAccepted {
 			checkRequest(t, s, r)
 		}
 		// Intended difference: h1 skips empty lines before the request
@@ -91,14 +91,14 @@ func FuzzReadRequest(f *testing.F) {
 			}
 			return
 		}
-		if got == accepted {
+		if got == readAccepted {
 			compareRequests(t, s, r, nr)
 		}
 	})
 }
 
-// h1Read reads s with readRequest and returns the request and accepted, or
-// the status of the refusal, or noAnswer. It fails t when readRequest
+// h1Read reads s with readRequest and returns the request and readAccepted, or
+// the status of the refusal, or readNoAnswer. It fails t when readRequest
 // fails in a way h1 does not document.
 func h1Read(t *testing.T, s string) (*request, int) {
 	t.Helper()
@@ -106,7 +106,7 @@ func h1Read(t *testing.T, s string) (*request, int) {
 	var re *requestError
 	switch {
 	case err == nil:
-		return r, accepted
+		return r, readAccepted
 	case errors.As(err, &re):
 		switch re.status {
 		case 400, 417, 431, 501, 505:
@@ -115,7 +115,7 @@ func h1Read(t *testing.T, s string) (*request, int) {
 		}
 		return nil, re.status
 	case errors.Is(err, io.EOF):
-		return nil, noAnswer
+		return nil, readNoAnswer
 	default:
 		t.Fatalf("readRequest(%+q): %v; want a *requestError or io.EOF", s, err)
 		return nil, 0
@@ -123,33 +123,34 @@ func h1Read(t *testing.T, s string) (*request, int) {
 }
 
 // intendedDifference says why h1's outcome for s (got) may differ from
-// net/http's (want), or returns "" if it may not. Every entry is a choice
-// the README or the conformance tests (TestRefusals) document.
+// net/http's (want), or returns "" if it may not. Every entry but the
+// first is a choice README.md lists under "The HTTP server"; the first is
+// a request neither serves.
 func intendedDifference(s string, got, want int) string {
-	head := headLines(withoutLeadingEmptyLines(s))
-	refused := func(o int) bool { return o != accepted }
+	h := summarizeHead(withoutLeadingEmptyLines(s))
+	refused := func(o int) bool { return o != readAccepted }
 	switch {
-	case refused(got) && refused(want) && (got == noAnswer || want == noAnswer):
+	case refused(got) && refused(want) && (got == readNoAnswer || want == readNoAnswer):
 		return "the input ends inside the head: h1 waits for the rest, net/http may refuse " +
 			"a line it read first; the client is served by neither"
 	case (got == http.StatusRequestHeaderFieldsTooLarge || want == http.StatusRequestHeaderFieldsTooLarge) &&
 		len(s) > fuzzMaxHeader:
 		return "h1 holds the head to MaxHeaderBytes exactly, net/http grants 4 KiB more and " +
 			"counts what it read ahead"
-	case got == http.StatusHTTPVersionNotSupported && want == accepted:
+	case got == http.StatusHTTPVersionNotSupported && want == readAccepted:
 		return "h1 speaks HTTP/1.0 and HTTP/1.1 only: 505 for HTTP/1.2 and up and for HTTP/2's " +
 			"preface, which net/http passes to the handler"
 	case got == http.StatusHTTPVersionNotSupported && refused(want):
 		return "h1 checks the version first, net/http after the header lines and the framing: " +
 			"a head with another fault besides gets that fault's status from net/http"
-	case got == http.StatusBadRequest && want == accepted &&
-		head.count("Transfer-Encoding") > 0 && head.count("Content-Length") > 0:
+	case got == http.StatusBadRequest && want == readAccepted &&
+		h.count("Transfer-Encoding") > 0 && h.count("Content-Length") > 0:
 		return "h1 refuses Transfer-Encoding with Content-Length (RFC 9112 6.1 allows it); " +
 			"net/http drops the Content-Length"
-	case refused(got) && want == accepted && head.count("Transfer-Encoding") > 0 && head.proto == "HTTP/1.0":
+	case refused(got) && want == readAccepted && h.count("Transfer-Encoding") > 0 && h.proto == "HTTP/1.0":
 		return "h1 refuses Transfer-Encoding in HTTP/1.0, whose framing RFC 9112 6.1 says to " +
 			"treat as faulty; net/http ignores the header"
-	case got == http.StatusBadRequest && head.folded:
+	case got == http.StatusBadRequest && h.folded:
 		return "h1 refuses obs-fold (RFC 9112 5.2 lets a server refuse or unfold); net/http unfolds"
 	}
 	return ""
@@ -238,21 +239,21 @@ func withoutLeadingEmptyLines(s string) string {
 	return s
 }
 
-// head is what intendedDifference needs to know of a head, read without
+// headSummary is what intendedDifference needs to know of a head, read without
 // readRequest: the request line's version, the header names, obs-fold.
-type head struct {
+type headSummary struct {
 	proto  string
 	names  map[string]int // canonical name → lines
 	folded bool           // a header line starts with a space or tab
 }
 
-func (h head) count(name string) int { return h.names[name] }
+func (h headSummary) count(name string) int { return h.names[name] }
 
-func headLines(s string) head {
+func summarizeHead(s string) headSummary {
 	text, _, _ := strings.Cut(s, "\r\n\r\n")
 	text, _, _ = strings.Cut(text, "\n\n")
 	lines := strings.Split(strings.ReplaceAll(text, "\r\n", "\n"), "\n")
-	var h head
+	var h headSummary
 	if f := strings.Fields(lines[0]); len(f) == 3 {
 		h.proto = f[2]
 	}
@@ -271,9 +272,9 @@ func headLines(s string) head {
 
 func outcomeString(o int) string {
 	switch o {
-	case accepted:
-		return "accepted"
-	case noAnswer:
+	case readAccepted:
+		return "readAccepted"
+	case readNoAnswer:
 		return "no answer"
 	}
 	return fmt.Sprintf("refused with %d %s", o, http.StatusText(o))

@@ -16,8 +16,8 @@ import (
 // stdRead reads s as net/http's server reads a request head: http.ReadRequest
 // under the server's read limit, then the checks conn.readRequest and
 // conn.serve make before they call the handler (net/http/server.go). It
-// returns the request as the handler would see it and accepted, or the
-// status net/http would answer with, or noAnswer.
+// returns the request as the handler would see it and readAccepted, or the
+// status net/http would answer with, or readNoAnswer.
 func stdRead(s string) (*http.Request, int) {
 	lr := &io.LimitedReader{R: strings.NewReader(s), N: fuzzMaxHeader + 4096} // initialReadLimitSize
 	req, err := http.ReadRequest(bufio.NewReaderSize(lr, 4096))
@@ -26,7 +26,7 @@ func stdRead(s string) (*http.Request, int) {
 		case lr.N <= 0: // hitReadLimit
 			return nil, http.StatusRequestHeaderFieldsTooLarge
 		case err == io.EOF: // isCommonNetReadError
-			return nil, noAnswer
+			return nil, readNoAnswer
 		case strings.HasPrefix(msg, "unsupported transfer encoding"),
 			strings.HasPrefix(msg, "too many transfer encodings"): // unsupportedTEError
 			return nil, http.StatusNotImplemented
@@ -61,7 +61,7 @@ func stdRead(s string) (*http.Request, int) {
 	if !stdHasToken(req.Header.Get("Expect"), "100-continue") && req.Header.Get("Expect") != "" {
 		return nil, http.StatusExpectationFailed
 	}
-	return req, accepted
+	return req, readAccepted
 }
 
 // stdHasToken is net/http's hasToken (net/http/header.go): whether token is
