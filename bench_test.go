@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"stringsvc/internal/lb"
 	"stringsvc/internal/logfmt"
 )
 
@@ -99,7 +98,8 @@ func BenchmarkProxyUppercase(b *testing.B) {
 		instances = append(instances, strings.TrimPrefix(srv.URL, "http://"))
 	}
 	cfg := proxyConfig{
-		Balancer: "roundrobin", Policy: lb.Policy{Attempts: 3, AttemptTimeout: time.Second, Timeout: 2 * time.Second},
+		Balancer: "roundrobin", Attempts: 3, AttemptTimeout: time.Second, Timeout: 2 * time.Second,
+		RetryBudget: 0.2, RetryBudgetMin: 10, RetryBackoff: 2 * time.Millisecond, HedgeBudget: 0.05,
 		BreakerFailures: 5, BreakerRatio: 0.5, BreakerMinRequests: 20, BreakerInterval: 10 * time.Second,
 		BreakerCooldown: 5 * time.Second, MaxIdleConnsPerHost: 64,
 	}
@@ -110,7 +110,7 @@ func BenchmarkProxyUppercase(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	svc := newProxyingMiddleware(ups, cfg, m.retries)(stringService{})
+	svc := newProxyingMiddleware(ups, cfg, m)(stringService{})
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.SetParallelism(8)

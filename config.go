@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"stringsvc/internal/lb"
 )
 
 // config is everything run needs to know, from flags and environment,
@@ -41,8 +39,16 @@ type config struct {
 // proxyConfig tunes the proxying middleware. Every field has a documented
 // default in parseConfig.
 type proxyConfig struct {
-	Balancer  string // "roundrobin" or "random"
-	lb.Policy        // attempts and timeouts of the retry loop
+	Balancer       string        // "roundrobin", "random" or "p2c"
+	Attempts       int           // attempts per request, at least 1
+	AttemptTimeout time.Duration // bound of one attempt
+	Timeout        time.Duration // bound of all attempts together
+
+	RetryBudget    float64       // retries per request allowed over a 10s window
+	RetryBudgetMin float64       // retries per second always allowed
+	RetryBackoff   time.Duration // base of the jittered exponential backoff; 0: none
+	HedgeAfter     time.Duration // hedge an attempt unanswered this long; 0: never
+	HedgeBudget    float64       // hedges per request allowed over a 10s window
 
 	QPS   float64 // sustained requests/s per instance; 0 means no limit
 	Burst int     // requests per instance allowed at once above QPS
@@ -129,10 +135,15 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	fs.StringVar(&cfg.httpServer, "http.server", "h1", "HTTP server: h1 (lean HTTP/1.1, internal/h1) or net/http")
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown.timeout", 10*time.Second, "how long in-flight requests may run after SIGINT/SIGTERM")
 	fs.StringVar(&cfg.debugListen, "debug.listen", "", "address serving net/http/pprof (e.g. 127.0.0.1:6060); empty disables it")
-	fs.StringVar(&cfg.Balancer, "proxy.balancer", "roundrobin", "load balancer: roundrobin or random")
+	fs.StringVar(&cfg.Balancer, "proxy.balancer", "roundrobin", "load balancer: roundrobin, random or p2c (least loaded of two: peak-EWMA latency × in-flight)")
 	fs.IntVar(&cfg.Attempts, "proxy.attempts", 3, "attempts per proxied request (first try included)")
 	fs.DurationVar(&cfg.AttemptTimeout, "proxy.attempt-timeout", 100*time.Millisecond, "time allowed to one attempt")
 	fs.DurationVar(&cfg.Timeout, "proxy.timeout", 500*time.Millisecond, "time allowed to all attempts of a request together")
+	fs.Float64Var(&cfg.RetryBudget, "proxy.retry-budget", 0.2, "retries allowed per request, over a 10s window, besides -proxy.retry-budget-min")
+	fs.Float64Var(&cfg.RetryBudgetMin, "proxy.retry-budget-min", 10, "retries per second always allowed")
+	fs.DurationVar(&cfg.RetryBackoff, "proxy.retry-backoff", 2*time.Millisecond, "base delay before a retry: retry n waits a random time up to base·2^(n-1), never past the deadline (0: none)")
+	fs.DurationVar(&cfg.HedgeAfter, "proxy.hedge-after", 0, "send a second attempt to another instance when the first has not answered after this long (0: never)")
+	fs.Float64Var(&cfg.HedgeBudget, "proxy.hedge-budget", 0.05, "hedged attempts allowed per request, over a 10s window")
 	fs.Float64Var(&cfg.QPS, "proxy.qps", 10000, "requests per second per instance (0: unlimited); past it, requests go to another instance")
 	fs.IntVar(&cfg.Burst, "proxy.burst", 1000, "requests per instance allowed at once above -proxy.qps")
 	fs.Func("proxy.breaker.failures", "consecutive failures that open an instance's breaker (default 5)", uintFlag(&cfg.BreakerFailures))
@@ -264,8 +275,8 @@ func (cfg config) validate() error {
 		return fmt.Errorf("-registry.deregister-after %v: want at least 1m (Consul's floor)", d.DeregisterAfter)
 	case d.EmptyGrace < 0:
 		return fmt.Errorf("-registry.empty-grace %v: want 0 or more", d.EmptyGrace)
-	case p.Balancer != "roundrobin" && p.Balancer != "random":
-		return fmt.Errorf("-proxy.balancer %q: want roundrobin or random", p.Balancer)
+	case p.Balancer != "roundrobin" && p.Balancer != "random" && p.Balancer != "p2c":
+		return fmt.Errorf("-proxy.balancer %q: want roundrobin, random or p2c", p.Balancer)
 	case cfg.proxy == "":
 		return nil // the other proxy settings matter only with -proxy
 	}
@@ -291,6 +302,12 @@ func validateProxy(p proxyConfig) error {
 		return errors.New("-proxy.breaker.cooldown must be positive")
 	case p.MaxIdleConnsPerHost < 1:
 		return errors.New("-proxy.max-idle-conns: want at least 1")
+	case !(p.RetryBudget >= 0) || math.IsInf(p.RetryBudget, 0) || !(p.RetryBudgetMin >= 0) || math.IsInf(p.RetryBudgetMin, 0):
+		return errors.New("-proxy.retry-budget and -proxy.retry-budget-min: want numbers >= 0")
+	case !(p.HedgeBudget >= 0) || p.HedgeBudget > 1:
+		return fmt.Errorf("-proxy.hedge-budget %v: want a number in [0, 1]", p.HedgeBudget)
+	case p.RetryBackoff < 0 || p.HedgeAfter < 0:
+		return errors.New("-proxy.retry-backoff and -proxy.hedge-after: want 0 or more")
 	}
 	return nil
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"strconv"
+	"stringsvc/internal/lb"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,14 +16,17 @@ import (
 // The middlewares resolve label values once, when they are built, so a
 // request costs no label lookup.
 type metrics struct {
-	requests     *prometheus.CounterVec
-	duration     *prometheus.HistogramVec
-	countResult  prometheus.Histogram
-	upstream     *prometheus.CounterVec
-	retries      prometheus.Counter
-	limited      *prometheus.CounterVec
-	breakerState *prometheus.GaugeVec
-	instances    prometheus.Gauge
+	requests          *prometheus.CounterVec
+	duration          *prometheus.HistogramVec
+	countResult       prometheus.Histogram
+	upstream          *prometheus.CounterVec
+	retries           prometheus.Counter
+	retriesRefused    prometheus.Counter
+	hedges, hedgesWon prometheus.Counter
+	limited           *prometheus.CounterVec
+	breakerState      *prometheus.GaugeVec
+	instances         prometheus.Gauge
+	scores            *scoreCollector
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -48,6 +53,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "stringsvc_upstream_retries_total",
 			Help: "Proxied attempts made after a failed one.",
 		}),
+		retriesRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "stringsvc_upstream_retries_refused_total",
+			Help: "Retries the retry budget refused (the request ended with the last error).",
+		}),
+		hedges: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "stringsvc_upstream_hedges_total",
+			Help: "Hedged attempts sent: a second attempt to another instance when the first had not answered after -proxy.hedge-after.",
+		}),
+		hedgesWon: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "stringsvc_upstream_hedges_won_total",
+			Help: "Hedged attempts whose answer was used.",
+		}),
 		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "stringsvc_upstream_limited_total",
 			Help: "Proxied calls an instance's rate limiter refused (they moved on to another instance).",
@@ -61,9 +78,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Instances the proxy currently knows.",
 		}),
 	}
+	m.scores = &scoreCollector{desc: prometheus.NewDesc("stringsvc_upstream_latency_ewma_seconds",
+		"Per-instance decayed peak-EWMA latency the p2c balancer scores instances by (times in-flight + 1).",
+		[]string{"instance"}, nil)}
 	reg.MustRegister(
 		m.requests, m.duration, m.countResult,
-		m.upstream, m.retries, m.limited, m.breakerState, m.instances,
+		m.upstream, m.retries, m.retriesRefused, m.hedges, m.hedgesWon, m.limited, m.breakerState, m.instances,
+		m.scores,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -128,4 +149,24 @@ func (mw instrumentingMiddleware) Count(ctx context.Context, s string) (n int) {
 		mw.countResult.Observe(float64(n))
 	}(time.Now())
 	return mw.next.Count(ctx, s)
+}
+
+// scoreCollector reports each known instance's latency average at scrape
+// time, so that a request pays nothing for the gauge.
+type scoreCollector struct {
+	desc *prometheus.Desc
+	src  atomic.Pointer[lb.Endpointer] // nil until a proxy is built
+}
+
+func (c *scoreCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *scoreCollector) Collect(ch chan<- prometheus.Metric) {
+	src := c.src.Load()
+	if src == nil {
+		return
+	}
+	now := time.Now()
+	for _, in := range (*src).Instances() {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, in.EWMA(now).Seconds(), in.Name)
+	}
 }

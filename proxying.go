@@ -39,30 +39,47 @@ type proxyingMiddleware struct {
 func newProxy(cfg config, m *metrics, dm *discoveryMetrics, logger log.Logger) (
 	proxying ServiceMiddleware, ready func() bool, stop func(), err error) {
 	ups := newUpstreams(cfg.proxyConfig, m)
+	var src lb.Endpointer = ups
+	m.scores.src.Store(&src)
 	stop, err = followInstances(cfg.target, cfg.discoveryConfig, ups.Factory, dm, logger)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("-proxy: %w", err)
 	}
 	logger.Log("msg", "proxying /uppercase", "to", cfg.proxy, "balancer", cfg.Balancer)
-	return newProxyingMiddleware(ups, cfg.proxyConfig, m.retries), ups.Ready, stop, nil
+	return newProxyingMiddleware(ups, cfg.proxyConfig, m), ups.Ready, stop, nil
 }
 
 // newProxyingMiddleware returns a middleware that forwards Uppercase to the
-// instances src yields, through cfg's balancer and retry policy, counting
-// retries. Each instance's endpoint already carries its breaker and
-// limiter (upstreams.Factory), so the same code serves a fixed list and a
+// instances src yields, through cfg's balancer and retry policy. Each
+// instance's endpoint already carries its breaker and limiter
+// (upstreams.Factory), so the same code serves a fixed list and a
 // registry.
-func newProxyingMiddleware(src lb.Endpointer, cfg proxyConfig, retries prometheus.Counter) ServiceMiddleware {
+func newProxyingMiddleware(src lb.Endpointer, cfg proxyConfig, m *metrics) ServiceMiddleware {
 	var balancer lb.Balancer
 	switch cfg.Balancer {
 	case "random":
 		balancer = lb.NewRandom(src)
+	case "p2c":
+		balancer = lb.NewP2C(src)
 	default: // "roundrobin"; parseConfig allows no other
 		balancer = lb.NewRoundRobin(src)
 	}
-	policy := cfg.Policy
-	policy.Op = "proxy uppercase"
-	uppercase := lb.Retry(src, balancer, policy, retries)
+	policy := lb.Policy{
+		Op:             "proxy uppercase",
+		Attempts:       cfg.Attempts,
+		AttemptTimeout: cfg.AttemptTimeout,
+		Timeout:        cfg.Timeout,
+		Backoff:        cfg.RetryBackoff,
+		Budget:         lb.NewBudget(cfg.RetryBudget, cfg.RetryBudgetMin),
+		// Uppercase has no side effects, so an attempt may be sent twice.
+		// A method that is not idempotent must not be hedged.
+		HedgeAfter:  cfg.HedgeAfter,
+		HedgeBudget: lb.NewBudget(cfg.HedgeBudget, 0),
+		Metrics: lb.Metrics{
+			Retries: m.retries, RetriesRefused: m.retriesRefused, Hedges: m.hedges, HedgesWon: m.hedgesWon,
+		},
+	}
+	uppercase := lb.Retry(src, balancer, policy)
 	return func(next StringService) StringService {
 		return proxyingMiddleware{uppercase: uppercase, next: next}
 	}
@@ -126,12 +143,15 @@ func (u *upstreams) Factory(instance string) (endpoint.Endpoint, io.Closer, erro
 		limit = rate.Inf
 	}
 	client := h1.NewClient(target, "application/json", u.cfg.MaxIdleConnsPerHost)
+	limiter := rate.NewLimiter(limit, u.cfg.Burst)
 	e := makeUppercaseProxy(client)
 	e = circuitbreaker.Gobreaker(breaker)(e)
-	e = ratelimit.NewErroringLimiter(rate.NewLimiter(limit, u.cfg.Burst))(e)
+	e = ratelimit.NewErroringLimiter(limiter)(e)
 	e = u.observeOutcomes(instance)(e)
 
-	up := &upstream{instance: &lb.Instance{Name: instance, Endpoint: e}, breaker: breaker}
+	up := &upstream{instance: &lb.Instance{Name: instance, Endpoint: e, Available: func() bool {
+		return breaker.State() != gobreaker.StateOpen && (limit == rate.Inf || limiter.Tokens() >= 1)
+	}}, breaker: breaker}
 	u.mu.Lock()
 	u.instances[instance] = up
 	u.changed()

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"stringsvc/internal/lb"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -122,7 +121,7 @@ func newTestProxy(tb testing.TB, cfg proxyConfig, instances ...string) *testProx
 			tb.Fatalf("Factory(%q) = %v; want nil", instance, err)
 		}
 	}
-	svc := newProxyingMiddleware(ups, cfg, m.retries)(stringService{})
+	svc := newProxyingMiddleware(ups, cfg, m)(stringService{})
 	return &testProxy{
 		Server: startServer(tb, newHandler(svc, log.NewNopLogger(), reg, m, ups.Ready, 1<<20)),
 		svc:    svc,
@@ -137,7 +136,12 @@ func newTestProxy(tb testing.TB, cfg proxyConfig, instances ...string) *testProx
 func testProxyConfig() proxyConfig {
 	return proxyConfig{
 		Balancer:            "roundrobin",
-		Policy:              lb.Policy{Attempts: 3, AttemptTimeout: 5 * time.Second, Timeout: waitTimeout},
+		Attempts:            3,
+		AttemptTimeout:      5 * time.Second,
+		Timeout:             waitTimeout,
+		RetryBudget:         1,
+		RetryBudgetMin:      1000,
+		HedgeBudget:         0.05,
 		BreakerFailures:     100,
 		BreakerRatio:        1,
 		BreakerMinRequests:  1000,

@@ -9,16 +9,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"sync/atomic"
-
-	"github.com/go-kit/kit/endpoint"
 )
-
-// Instance is one upstream a Balancer can pick: its name (an address, for
-// logs and per-instance state) and the endpoint that calls it.
-type Instance struct {
-	Name     string
-	Endpoint endpoint.Endpoint
-}
 
 // Endpointer yields the instances a Balancer picks from. Instances must be
 // cheap: it is called on every pick.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/go-kit/kit/endpoint"
@@ -20,12 +21,46 @@ var (
 	ErrUnavailable = errors.New("no upstream instance available")
 )
 
-// Policy bounds the retry loop. Every duration and count must be positive.
+// Policy says how Retry calls its instances. Attempts, AttemptTimeout and
+// Timeout must be positive; the zero value of every other field turns its
+// feature off.
 type Policy struct {
 	Op             string        // names the call in errors: "proxy uppercase"
 	Attempts       int           // attempts per call, the first included
 	AttemptTimeout time.Duration // bound of one attempt
 	Timeout        time.Duration // bound of all attempts together
+
+	// Budget bounds the retries to a share of the calls; nil: only
+	// Attempts does. A retry it refuses ends the call with the last error.
+	Budget *Budget
+	// Backoff is the base delay before a retry: retry n waits a random
+	// time up to Backoff·2^(n-1) (exponential backoff with full jitter),
+	// and never past the call's deadline. 0: no wait.
+	Backoff time.Duration
+
+	// HedgeAfter, when positive, sends a second attempt to another
+	// instance when the first has not answered after this long; the first
+	// answer wins and the other attempt is cancelled. Hedge only calls that
+	// are safe to make twice (idempotent ones). HedgeBudget bounds the
+	// hedges to a share of the calls; nil: unbounded.
+	HedgeAfter  time.Duration
+	HedgeBudget *Budget
+
+	Metrics Metrics
+}
+
+// Metrics are the counters Retry reports; a nil one is not reported.
+type Metrics struct {
+	Retries        prometheus.Counter // attempts made after a failed one
+	RetriesRefused prometheus.Counter // retries the budget refused
+	Hedges         prometheus.Counter // hedged attempts sent
+	HedgesWon      prometheus.Counter // hedged attempts whose answer was used
+}
+
+func inc(c prometheus.Counter) {
+	if c != nil {
+		c.Inc()
+	}
 }
 
 // Retry calls the balancer's picks until one answers. It is go-kit's
@@ -38,18 +73,29 @@ type Policy struct {
 //   - an instance that refuses at once (breaker open, limiter empty) is
 //     skipped without spending an attempt, up to twice the instance count;
 //   - an error is a failure of the instance; an answer the caller should
-//     not retry (a business error) must ride inside the response.
+//     not retry (a business error) must ride inside the response;
+//   - retries are bounded by the policy's budget and spaced by its
+//     backoff, and an attempt may be hedged (Policy).
+//
+// Each attempt's latency and in-flight count are recorded on its Instance
+// for the least-loaded balancer; a failed attempt counts as taking the
+// whole attempt timeout.
 //
 // When every attempt failed the error wraps ErrExhausted and the last
 // failure; when every instance refused, ErrUnavailable and the last
 // refusal; when time ran out, context.DeadlineExceeded (or the call's
-// context error). Each retry after a failure is counted in retries.
-func Retry(src Endpointer, b Balancer, p Policy, retries prometheus.Counter) endpoint.Endpoint {
+// context error).
+func Retry(src Endpointer, b Balancer, p Policy) endpoint.Endpoint {
 	return func(ctx context.Context, request any) (any, error) {
 		// One context per attempt, whose deadline is the sooner of the
 		// attempt's and the call's: a second timer for the whole call
 		// would cost as much again.
-		deadline := time.Now().Add(p.Timeout)
+		now := time.Now()
+		deadline := now.Add(p.Timeout)
+		p.Budget.Call(now)
+		if p.HedgeAfter > 0 {
+			p.HedgeBudget.Call(now)
+		}
 		var (
 			attempts, skips, maxSkips int
 			lastErr, lastRefusal      error
@@ -59,9 +105,7 @@ func Retry(src Endpointer, b Balancer, p Policy, retries prometheus.Counter) end
 			if err != nil {
 				return nil, err
 			}
-			attemptCtx, cancel := context.WithDeadline(ctx, earliest(time.Now().Add(p.AttemptTimeout), deadline))
-			response, err := instance.Endpoint(attemptCtx, request)
-			cancel()
+			response, err := p.attempt(ctx, src, instance, request, deadline, attempts == 0)
 			switch {
 			case err == nil:
 				return response, nil
@@ -81,8 +125,8 @@ func Retry(src Endpointer, b Balancer, p Policy, retries prometheus.Counter) end
 			default:
 				attempts++
 				lastErr = err
-				if attempts < p.Attempts {
-					retries.Inc()
+				if attempts < p.Attempts && p.retryAllowed(ctx, attempts, deadline) {
+					inc(p.Metrics.Retries)
 					continue
 				}
 			}
@@ -92,6 +136,140 @@ func Retry(src Endpointer, b Balancer, p Policy, retries prometheus.Counter) end
 			return nil, fmt.Errorf("%w after %d attempts: %w", ErrExhausted, attempts, lastErr)
 		}
 	}
+}
+
+// retryAllowed reports whether retry number n may go ahead: the budget
+// allows it and its backoff ends before the deadline; it waits the backoff.
+func (p Policy) retryAllowed(ctx context.Context, n int, deadline time.Time) bool {
+	if !p.Budget.Allow(time.Now()) {
+		inc(p.Metrics.RetriesRefused)
+		return false
+	}
+	if p.Backoff <= 0 {
+		return true
+	}
+	ceiling := p.Backoff << min(n-1, 20)
+	wait := rand.N(ceiling + 1)
+	if !time.Now().Add(wait).Before(deadline) {
+		return false
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// attempt calls instance once, under the attempt's deadline, measuring it.
+// A first attempt may be hedged.
+func (p Policy) attempt(ctx context.Context, src Endpointer, instance *Instance, request any,
+	deadline time.Time, first bool) (any, error) {
+	if first && p.HedgeAfter > 0 && len(src.Instances()) > 1 {
+		return p.hedged(ctx, src, instance, request, deadline)
+	}
+	attemptCtx, cancel := context.WithDeadline(ctx, earliest(time.Now().Add(p.AttemptTimeout), deadline))
+	defer cancel()
+	return p.call(attemptCtx, instance, request)
+}
+
+// call calls instance and records the call's latency and in-flight count on
+// it. A failure counts as taking the whole attempt timeout; a refusal and a
+// call cancelled by its caller are not measured.
+func (p Policy) call(ctx context.Context, instance *Instance, request any) (any, error) {
+	instance.inflight.Add(1)
+	begin := time.Now()
+	response, err := instance.Endpoint(ctx, request)
+	end := time.Now()
+	instance.inflight.Add(-1)
+	switch {
+	case err == nil:
+		instance.observe(end.Sub(begin), end)
+	case RefusedAtOnce(err) || errors.Is(err, context.Canceled):
+	default:
+		instance.observe(max(end.Sub(begin), p.AttemptTimeout), end)
+	}
+	return response, err
+}
+
+// hedgeResult is the outcome of a hedged attempt.
+type hedgeResult struct {
+	response any
+	err      error
+}
+
+// hedged calls instance and, if it has not answered after p.HedgeAfter and
+// the hedge budget allows, another instance too. The first success wins;
+// the other attempt is cancelled, and its client closes the connection (a
+// cancelled call never goes back to the pool). If both fail, the first's
+// error is returned. Nothing is allocated for the hedge unless it is sent.
+func (p Policy) hedged(ctx context.Context, src Endpointer, instance *Instance, request any,
+	deadline time.Time) (any, error) {
+	firstCtx, cancelFirst := context.WithDeadline(ctx, earliest(time.Now().Add(p.AttemptTimeout), deadline))
+	defer cancelFirst()
+	// started gets the hedge's cancel func, or is closed if none is sent;
+	// result gets the hedge's outcome. Both are buffered: neither side
+	// waits for the other.
+	started := make(chan context.CancelFunc, 1)
+	result := make(chan hedgeResult, 1)
+	timer := time.AfterFunc(p.HedgeAfter, func() {
+		other := otherInstance(src, instance)
+		if other == nil || !p.HedgeBudget.Allow(time.Now()) {
+			close(started)
+			return
+		}
+		inc(p.Metrics.Hedges)
+		hedgeCtx, cancel := context.WithDeadline(ctx, earliest(time.Now().Add(p.AttemptTimeout), deadline))
+		started <- cancel
+		go func() {
+			response, err := p.call(hedgeCtx, other, request)
+			if err == nil {
+				cancelFirst() // the hedge answered first
+			}
+			result <- hedgeResult{response, err}
+		}()
+	})
+	response, err := p.call(firstCtx, instance, request)
+	if timer.Stop() {
+		return response, err // answered before the hedge was due
+	}
+	cancelHedge, sent := <-started
+	if !sent {
+		return response, err
+	}
+	defer cancelHedge()
+	if err == nil {
+		return response, nil // the hedge is cancelled on return
+	}
+	if r := <-result; r.err == nil {
+		inc(p.Metrics.HedgesWon)
+		return r.response, nil
+	}
+	return response, err
+}
+
+// otherInstance returns an instance of src other than not, preferring one
+// that would take the call, or nil if there is none.
+func otherInstance(src Endpointer, not *Instance) *Instance {
+	instances := src.Instances()
+	if len(instances) < 2 {
+		return nil
+	}
+	start := rand.IntN(len(instances))
+	var fallback *Instance
+	for k := range instances {
+		in := instances[(start+k)%len(instances)]
+		switch {
+		case in == not:
+		case in.available():
+			return in
+		case fallback == nil:
+			fallback = in
+		}
+	}
+	return fallback
 }
 
 func earliest(a, b time.Time) time.Time {
