@@ -209,6 +209,13 @@ func (r *request) parseHeaders(text string) error {
 		r.Header[name] = values[len(values)-1 : len(values) : len(values)]
 	}
 
+	// As net/http, for HTTP/1.0 caches (RFC 9111 5.4): Pragma: no-cache
+	// stands for a missing Cache-Control.
+	if p := r.Header["Pragma"]; len(p) > 0 && p[0] == "no-cache" {
+		if _, ok := r.Header["Cache-Control"]; !ok {
+			r.Header["Cache-Control"] = []string{"no-cache"}
+		}
+	}
 	// In net/http's order, so that a head with several faults gets the
 	// same status: framing before the Host, the expectation last.
 	if len(host) > 1 {
