@@ -2,12 +2,10 @@ package h1
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"strconv"
@@ -22,13 +20,16 @@ import (
 // kept-alive connections and reads the answer in the calling goroutine.
 // It exists because the proxy hop's cost is what the service sells:
 // net/http's client hands every request to a connection's write and read
-// goroutines and back, and allocates per request; this does neither. fasthttp's HostClient was the other candidate, but it cannot
-// abort a request when its context is cancelled, and a client that
-// disconnects must cancel the upstream call.
+// goroutines and back, and allocates per request; this does neither.
+// fasthttp's HostClient was the other candidate, but it cannot abort a
+// request when its context is cancelled, and a client that disconnects
+// must cancel the upstream call.
 //
 // It speaks only what a proxy needs: one request shape, answers with
-// Content-Length or chunked bodies, keep-alive unless the server says
-// close. A context's deadline becomes the connection's deadline, and its
+// Content-Length, chunked or close-delimited bodies, keep-alive unless
+// the server says close. What it makes of an answer is held to what
+// net/http's Transport makes of the same bytes (client_answer.go). A
+// context's deadline becomes the connection's deadline, and its
 // cancellation cuts the connection short.
 type Client struct {
 	addr        string // host:port to dial
@@ -44,19 +45,16 @@ type Client struct {
 
 type clientConn struct {
 	net.Conn
-	br       *bufio.Reader
+	answer   answerReader
 	sender   *sendwait.Writer // nil over TLS
+	probe    idleProbe        // client_linux.go, client_other.go
 	out      []byte           // the request being written
-	body     []byte           // reused for each answer's body
 	lastUsed time.Time
 	abort    func() // makes pending I/O fail; built once, not per call
 }
 
-// maxAnswerHeader bounds an answer's status line and headers.
-const maxAnswerHeader = 16 << 10
-
-// MaxAnswerBody bounds what a Client reads of an answer's body.
-const MaxAnswerBody = 1 << 20
+// clientAbortTime is the deadline that makes a connection's pending I/O fail.
+var clientAbortTime = time.Unix(1, 0)
 
 // NewClient returns a client POSTing bodies of contentType to target (http
 // or https), keeping up to maxIdle connections alive.
@@ -83,13 +81,21 @@ func NewClient(target *url.URL, contentType string, maxIdle int) *Client {
 	}
 }
 
-// errAnswer marks an answer that breaks HTTP/1.1.
-var errAnswer = errors.New("malformed HTTP answer")
+// errNothingWritten marks a request of which no byte reached a
+// connection, the one failure after which Post sends it again.
+var errNothingWritten = errors.New("request not written")
 
 // Post sends body and calls read with the answer's status and body, which is
-// only valid during the call. A kept-alive connection that turns out to be
-// closed by the server before it answered is replaced once by a new one:
-// the request never reached the server's handler.
+// only valid during the call.
+//
+// A request is sent again, on another connection, only when it failed on
+// a kept-alive connection before any byte of it was written: the rule
+// Transport applies to a POST (its nothingWrittenError; a POST is not
+// idempotent, so it is never replayed once written, even if the server
+// closed without answering). Connections the server closed, or spoke on,
+// while idle are dropped before they are used (Client.conn), so the
+// keep-alive race that once needed a broader retry is rare, and a
+// request that may have reached a handler fails instead of running twice.
 func (h *Client) Post(ctx context.Context, body []byte, read func(status int, body []byte) error) error {
 	for try := 0; ; try++ {
 		cc, reused, err := h.conn(ctx)
@@ -99,7 +105,7 @@ func (h *Client) Post(ctx context.Context, body []byte, read func(status int, bo
 		status, answer, keep, err := h.roundTrip(ctx, cc, body)
 		if err != nil {
 			cc.Close()
-			if reused && try == 0 && answer == nil && staleConn(err) && ctx.Err() == nil {
+			if reused && try == 0 && errors.Is(err, errNothingWritten) && ctx.Err() == nil {
 				continue
 			}
 			if ctxErr := ctx.Err(); ctxErr != nil {
@@ -113,27 +119,24 @@ func (h *Client) Post(ctx context.Context, body []byte, read func(status int, bo
 	}
 }
 
-// staleConn reports whether err is what a server's close of an idle
-// connection looks like from this side.
-func staleConn(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, errConnReset)
-}
-
-var errConnReset = errors.New("connection reset before the answer")
-
-func (h *Client) conn(ctx context.Context) (*clientConn, bool, error) {
-	now := time.Now()
-	h.mu.Lock()
-	for len(h.idle) > 0 {
-		cc := h.idle[len(h.idle)-1]
-		h.idle = h.idle[:len(h.idle)-1]
-		if now.Sub(cc.lastUsed) < h.idleTimeout {
-			h.mu.Unlock()
+// conn returns an idle connection the server has said nothing on since
+// its last answer, or a new one. reused reports which.
+func (h *Client) conn(ctx context.Context) (cc *clientConn, reused bool, err error) {
+	for cc = h.idleConn(); cc != nil; cc = h.idleConn() {
+		if cc.probe.quiet() {
 			return cc, true, nil
 		}
+		// The server closed it, or sent what nothing asked for: an answer
+		// too many, or a 408 before closing. Reused, it would hand that to
+		// the next request (issue 9); Transport drops it too ("Unsolicited
+		// response received on idle HTTP channel").
 		cc.Close()
 	}
-	h.mu.Unlock()
+	cc, err = h.dial(ctx)
+	return cc, false, err
+}
+
+func (h *Client) dial(ctx context.Context) (*clientConn, error) {
 	var c net.Conn
 	var err error
 	if h.tls != nil {
@@ -142,17 +145,38 @@ func (h *Client) conn(ctx context.Context) (*clientConn, bool, error) {
 		c, err = h.dialer.DialContext(ctx, "tcp", h.addr)
 	}
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	rw := rawio.New(c) // c itself over TLS: then no raw calls and no sendwait
-	cc := &clientConn{Conn: c, br: bufio.NewReaderSize(rw, 4096)}
-	cc.abort = func() { cc.SetDeadline(aLongTimeAgo) }
+	cc := &clientConn{Conn: c, answer: answerReader{br: bufio.NewReaderSize(rw, clientBufSize)}}
+	cc.abort = func() { cc.SetDeadline(clientAbortTime) }
 	if rc, ok := rw.(*rawio.Conn); ok {
 		cc.sender = sendwait.New(rc.Raw())
 	}
-	return cc, false, nil
+	cc.probe.init(rw)
+	return cc, nil
 }
 
+// idleConn takes the most recently used idle connection that has not
+// outlived idleTimeout, or returns nil.
+func (h *Client) idleConn() *clientConn {
+	now := time.Now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for len(h.idle) > 0 {
+		cc := h.idle[len(h.idle)-1]
+		h.idle = h.idle[:len(h.idle)-1]
+		if now.Sub(cc.lastUsed) < h.idleTimeout {
+			return cc
+		}
+		cc.Close()
+	}
+	return nil
+}
+
+// release pools cc if keep, which answerReader.read only reports with
+// nothing buffered after the answer: a pooled connection's buffer is
+// always empty.
 func (h *Client) release(cc *clientConn, keep bool) {
 	if !keep {
 		cc.Close()
@@ -181,8 +205,7 @@ func (h *Client) CloseIdle() {
 	}
 }
 
-// roundTrip writes one request and reads its answer. answer is non-nil
-// once any byte of the answer arrived.
+// roundTrip writes one request and reads its answer.
 func (h *Client) roundTrip(ctx context.Context, cc *clientConn, body []byte) (status int, answer []byte, keep bool, err error) {
 	// The context's own timer ends a call at its deadline, through this
 	// AfterFunc: setting the connection's deadline on every call as well
@@ -193,186 +216,33 @@ func (h *Client) roundTrip(ctx context.Context, cc *clientConn, body []byte) (st
 	out := append(cc.out[:0], h.head...)
 	out = append(strconv.AppendInt(out, int64(len(body)), 10), "\r\n\r\n"...)
 	cc.out = append(out, body...)
-	if err := cc.send(); err != nil {
-		// Nothing of the request can have been handled without all of it.
-		return 0, nil, false, fmt.Errorf("%w: %w", errConnReset, err)
-	}
-	return readAnswer(cc)
-}
-
-// send writes cc.out and, when it can, waits for the answer without the
-// read that would fail first (internal/sendwait).
-func (cc *clientConn) send() error {
-	n := 0
-	if cc.sender != nil && cc.br.Buffered() == 0 {
-		var err error
-		if n, err = cc.sender.WriteAndWait(cc.out, nil); err != nil && n < len(cc.out) {
-			return err
-		} else if err != nil {
-			return nil // written; the wait's error comes back from the read
-		}
-	}
-	if n < len(cc.out) {
-		_, err := cc.Write(cc.out[n:])
-		return err
-	}
-	return nil
-}
-
-// readAnswer parses a status line, headers and body from cc.br.
-func readAnswer(cc *clientConn) (status int, body []byte, keep bool, err error) {
-	line, err := cc.br.ReadSlice('\n')
-	if err != nil {
-		if errors.Is(err, net.ErrClosed) || isReset(err) {
-			err = errConnReset
+	if n, err := cc.send(); err != nil {
+		if n == 0 {
+			err = fmt.Errorf("%w: %w", errNothingWritten, err)
 		}
 		return 0, nil, false, err
 	}
-	// "HTTP/1.1 200 OK\r\n"
-	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
-		return 0, []byte{}, false, fmt.Errorf("%w: status line %q", errAnswer, trimCRLF(line))
-	}
-	keep = line[7] == '1'
-	status, err = strconv.Atoi(string(line[9:12]))
-	if err != nil || status < 100 {
-		return 0, []byte{}, false, fmt.Errorf("%w: status line %q", errAnswer, trimCRLF(line))
-	}
-	contentLength, chunked := -1, false
-	for headerBytes := len(line); ; {
-		line, err = cc.br.ReadSlice('\n')
-		if err != nil {
-			return 0, []byte{}, false, err
-		}
-		if headerBytes += len(line); headerBytes > maxAnswerHeader {
-			return 0, []byte{}, false, fmt.Errorf("%w: header over %d bytes", errAnswer, maxAnswerHeader)
-		}
-		line = trimCRLF(line)
-		if len(line) == 0 {
-			break
-		}
-		name, value, ok := bytes.Cut(line, []byte{':'})
-		if !ok {
-			return 0, []byte{}, false, fmt.Errorf("%w: header line %q", errAnswer, line)
-		}
-		value = bytes.TrimSpace(value)
-		switch {
-		case bytesEqualFoldASCII(name, "Content-Length"):
-			n, err := strconv.Atoi(string(value))
-			if err != nil || n < 0 || (contentLength >= 0 && n != contentLength) {
-				return 0, []byte{}, false, fmt.Errorf("%w: Content-Length %q", errAnswer, value)
-			}
-			contentLength = n
-		case bytesEqualFoldASCII(name, "Transfer-Encoding"):
-			if !bytesEqualFoldASCII(value, "chunked") {
-				return 0, []byte{}, false, fmt.Errorf("%w: Transfer-Encoding %q", errAnswer, value)
-			}
-			chunked = true
-		case bytesEqualFoldASCII(name, "Connection"):
-			if bytesEqualFoldASCII(value, "close") {
-				keep = false
-			} else if bytesEqualFoldASCII(value, "keep-alive") {
-				keep = true
-			}
-		}
-	}
-	if status < 200 {
-		return 0, []byte{}, false, fmt.Errorf("%w: unexpected informational status %d", errAnswer, status)
-	}
-	switch {
-	case chunked:
-		body, err = readChunked(cc.br, cc.body[:0])
-	case contentLength > MaxAnswerBody:
-		return 0, []byte{}, false, fmt.Errorf("%w: body of %d bytes", errAnswer, contentLength)
-	case contentLength >= 0:
-		body = grow(cc.body[:0], contentLength)
-		_, err = io.ReadFull(cc.br, body)
-	case status == 204 || status == 304:
-		body = cc.body[:0]
-	default: // the body ends when the server closes the connection
-		body, err = readAllBounded(cc.br, cc.body[:0])
-		keep = false
-	}
-	if err != nil {
-		return 0, []byte{}, false, err
-	}
-	cc.body = body
-	return status, body, keep, nil
+	return cc.answer.read()
 }
 
-func readChunked(br *bufio.Reader, dst []byte) ([]byte, error) {
-	for {
-		line, err := br.ReadSlice('\n')
-		if err != nil {
-			return nil, err
-		}
-		size, _, _ := bytes.Cut(trimCRLF(line), []byte{';'})
-		n, err := strconv.ParseUint(string(bytes.TrimSpace(size)), 16, 32)
-		if err != nil || len(dst)+int(n) > MaxAnswerBody {
-			return nil, fmt.Errorf("%w: chunk size %q", errAnswer, trimCRLF(line))
-		}
-		if n == 0 {
-			for { // trailers, then the empty line
-				line, err := br.ReadSlice('\n')
-				if err != nil {
-					return nil, err
-				}
-				if len(trimCRLF(line)) == 0 {
-					return dst, nil
-				}
-			}
-		}
-		start := len(dst)
-		dst = grow(dst, start+int(n))
-		if _, err := io.ReadFull(br, dst[start:]); err != nil {
-			return nil, err
-		}
-		if crlf, err := br.ReadSlice('\n'); err != nil || len(trimCRLF(crlf)) != 0 {
-			return nil, fmt.Errorf("%w: chunk not followed by CRLF", errAnswer)
+// send writes cc.out and, when it can, waits for the answer without the
+// read that would fail first (internal/sendwait). sendwait needs a server
+// that has sent nothing yet: a new connection, or a pooled one, which had
+// nothing buffered (Client.release) and nothing readable (Client.conn).
+// It returns how much of cc.out it wrote.
+func (cc *clientConn) send() (int, error) {
+	n := 0
+	if cc.sender != nil {
+		var err error
+		if n, err = cc.sender.WriteAndWait(cc.out, nil); err != nil && n < len(cc.out) {
+			return n, err
+		} else if err != nil {
+			return n, nil // written; the wait's error comes back from the read
 		}
 	}
-}
-
-func readAllBounded(br *bufio.Reader, dst []byte) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(br, MaxAnswerBody+1))
-	if len(b) > MaxAnswerBody {
-		return nil, fmt.Errorf("%w: body over %d bytes", errAnswer, MaxAnswerBody)
+	if n < len(cc.out) {
+		m, err := cc.Write(cc.out[n:])
+		return n + m, err
 	}
-	return append(dst, b...), err
-}
-
-// grow returns b resliced to n bytes, reallocated if its capacity is short.
-func grow(b []byte, n int) []byte {
-	if cap(b) >= n {
-		return b[:n]
-	}
-	return make([]byte, n, max(n, 2*cap(b)))
-}
-
-func trimCRLF(b []byte) []byte {
-	b = bytes.TrimSuffix(b, []byte{'\n'})
-	return bytes.TrimSuffix(b, []byte{'\r'})
-}
-
-func bytesEqualFoldASCII(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range len(b) {
-		c1, c2 := b[i], s[i]
-		if 'A' <= c1 && c1 <= 'Z' {
-			c1 += 'a' - 'A'
-		}
-		if 'A' <= c2 && c2 <= 'Z' {
-			c2 += 'a' - 'A'
-		}
-		if c1 != c2 {
-			return false
-		}
-	}
-	return true
-}
-
-func isReset(err error) bool {
-	var opErr *net.OpError
-	return errors.As(err, &opErr) && !opErr.Timeout()
+	return n, nil
 }
