@@ -32,6 +32,10 @@ type config struct {
 	httpServer        string
 	shutdownTimeout   time.Duration
 	debugListen       string
+	grpcListen        string      // empty: no gRPC
+	grpcAdvertise     string      // host:port proxies reach the gRPC server at
+	registryTransport string      // what the registration advertises: "http" or "grpc"
+	grpc              grpcOptions // MaxRecvMsgSize is set from maxBodyBytes
 	proxyConfig
 	discoveryConfig
 }
@@ -135,6 +139,14 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	fs.StringVar(&cfg.httpServer, "http.server", "h1", "HTTP server: h1 (lean HTTP/1.1, internal/h1) or net/http")
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown.timeout", 10*time.Second, "how long in-flight requests may run after SIGINT/SIGTERM")
 	fs.StringVar(&cfg.debugListen, "debug.listen", "", "address serving net/http/pprof (e.g. 127.0.0.1:6060); empty disables it")
+	fs.StringVar(&cfg.grpcListen, "grpc.listen", "", "gRPC listen address (e.g. 127.0.0.1:9090), served beside HTTP; empty: no gRPC")
+	fs.StringVar(&cfg.grpcAdvertise, "grpc.advertise", "", "host:port proxies reach the gRPC server at (default: the bound -grpc.listen address, which then needs a specific host)")
+	fs.Func("grpc.max-streams", "gRPC calls in flight per connection (default 100)", uintFlag(&cfg.grpc.MaxConcurrentStreams))
+	cfg.grpc.MaxConcurrentStreams = 100
+	fs.DurationVar(&cfg.grpc.KeepaliveMinTime, "grpc.keepalive.min-time", 10*time.Second, "shortest interval between a client's keepalive pings; a client pinging more often is disconnected")
+	fs.DurationVar(&cfg.grpc.KeepaliveTime, "grpc.keepalive.time", time.Minute, "ping a gRPC connection that has been silent this long")
+	fs.DurationVar(&cfg.grpc.KeepaliveTimeout, "grpc.keepalive.timeout", 20*time.Second, "close a gRPC connection whose ping is unanswered this long")
+	fs.StringVar(&cfg.registryTransport, "registry.transport", "http", "what -registry advertises: http (the -advertise address) or grpc (grpc://<-grpc.advertise>, needs -grpc.listen)")
 	fs.StringVar(&cfg.Balancer, "proxy.balancer", "roundrobin", "load balancer: roundrobin, random or p2c (least loaded of two: peak-EWMA latency × in-flight)")
 	fs.IntVar(&cfg.Attempts, "proxy.attempts", 3, "attempts per proxied request (first try included)")
 	fs.DurationVar(&cfg.AttemptTimeout, "proxy.attempt-timeout", 100*time.Millisecond, "time allowed to one attempt")
@@ -263,6 +275,17 @@ func (cfg config) validate() error {
 		return fmt.Errorf("-http.server %q: want h1 or net/http", cfg.httpServer)
 	case cfg.shutdownTimeout <= 0:
 		return errors.New("-shutdown.timeout must be positive")
+	case cfg.grpc.MaxConcurrentStreams < 1:
+		return errors.New("-grpc.max-streams: want at least 1")
+	case cfg.grpc.KeepaliveMinTime <= 0 || cfg.grpc.KeepaliveTime <= 0 || cfg.grpc.KeepaliveTimeout <= 0:
+		return errors.New("-grpc.keepalive.min-time, -grpc.keepalive.time and -grpc.keepalive.timeout must be positive")
+	case cfg.grpc.KeepaliveMinTime > 30*time.Second:
+		// A proxy's connection to an instance pings every 30s (dialGRPCInstance).
+		return fmt.Errorf("-grpc.keepalive.min-time %v: want at most 30s, the proxies' ping interval", cfg.grpc.KeepaliveMinTime)
+	case cfg.registryTransport != "http" && cfg.registryTransport != "grpc":
+		return fmt.Errorf("-registry.transport %q: want http or grpc", cfg.registryTransport)
+	case cfg.registryTransport == "grpc" && cfg.grpcListen == "":
+		return errors.New("-registry.transport grpc needs -grpc.listen")
 	case d.ServiceName == "" || strings.ContainsAny(d.ServiceName, "/ "):
 		return fmt.Errorf("-service.name %q: want a non-empty name without / or spaces", d.ServiceName)
 	case d.RegistryTTL < time.Second:
@@ -315,112 +338,30 @@ func validateProxy(p proxyConfig) error {
 // validateRegistration checks what registering needs: an address proxies
 // can reach this instance at.
 func (cfg config) validateRegistration() error {
-	if cfg.Advertise != "" {
-		if _, _, err := net.SplitHostPort(cfg.Advertise); err != nil {
-			return fmt.Errorf("-advertise %q: want host:port", cfg.Advertise)
+	if cfg.registryTransport == "grpc" {
+		return validateAdvertise("-grpc.advertise", cfg.grpcAdvertise, "-grpc.listen", cfg.grpcListen)
+	}
+	return validateAdvertise("-advertise", cfg.Advertise, "-listen", cfg.listen)
+}
+
+// validateAdvertise checks an advertised address, or, when it is empty, that
+// the listen address it defaults to has a specific host.
+func validateAdvertise(flagName, advertise, listenFlag, listen string) error {
+	if advertise != "" {
+		if _, _, err := net.SplitHostPort(advertise); err != nil {
+			return fmt.Errorf("%s %q: want host:port", flagName, advertise)
 		}
-		if _, err := parseInstance(cfg.Advertise); err != nil {
-			return fmt.Errorf("-advertise: %w", err)
+		if _, err := parseInstance(advertise); err != nil {
+			return fmt.Errorf("%s: %w", flagName, err)
 		}
 		return nil
 	}
-	host, _, err := net.SplitHostPort(cfg.listen)
+	host, _, err := net.SplitHostPort(listen)
 	if ip := net.ParseIP(host); err != nil || host == "" || (ip != nil && ip.IsUnspecified()) {
-		return fmt.Errorf("-advertise is required with -registry when -listen %q has no specific host",
-			cfg.listen)
+		return fmt.Errorf("%s is required with -registry when %s %q has no specific host",
+			flagName, listenFlag, listen)
 	}
 	return nil
-}
-
-// parseProxyTarget dispatches -proxy on its scheme: a registry, dns+srv://, or
-// else a fixed list.
-func parseProxyTarget(s string) (proxyTarget, error) {
-	scheme, rest, ok := strings.Cut(s, "://")
-	switch {
-	case ok && registryKinds[scheme]:
-		r, err := parseRegistry(s)
-		return proxyTarget{registry: r}, err
-	case ok && scheme == "dns+srv":
-		name, err := parseSRVName(rest)
-		return proxyTarget{srvName: name}, err
-	case ok && scheme != "http" && scheme != "https":
-		return proxyTarget{}, fmt.Errorf("unknown scheme %q: want host:port[,...], http(s)://host:port[,...], "+
-			"etcd://host:port[,...], consul://host:port, zk://host:port[,...] or dns+srv://name", scheme)
-	}
-	instances, err := splitInstances(s)
-	return proxyTarget{instances: instances}, err
-}
-
-// registryKinds are the registries -registry and -proxy know.
-var registryKinds = map[string]bool{"etcd": true, "consul": true, "zk": true}
-
-// parseRegistry parses etcd://host:port[,host:port...], consul://host:port
-// or zk://host:port[,host:port...].
-func parseRegistry(s string) (registryAddr, error) {
-	kind, rest, ok := strings.Cut(s, "://")
-	if !ok || !registryKinds[kind] {
-		return registryAddr{}, fmt.Errorf("%q: want etcd://host:port[,host:port...], consul://host:port "+
-			"or zk://host:port[,host:port...]", s)
-	}
-	endpoints, err := parseEndpoints(kind, rest)
-	if err == nil && kind == "consul" && len(endpoints) != 1 {
-		err = fmt.Errorf("%q: want one Consul agent, consul://host:port", s)
-	}
-	return registryAddr{kind: kind, endpoints: endpoints}, err
-}
-
-// splitList splits a comma-separated list, dropping empty entries.
-func splitList(s string) []string {
-	var out []string
-	for _, e := range strings.Split(s, ",") {
-		if e = strings.TrimSpace(e); e != "" {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
-// parseEndpoints parses the part after scheme://: comma-separated
-// host:port, each of which may also carry its own scheme:// prefix.
-func parseEndpoints(scheme, list string) ([]string, error) {
-	var endpoints []string
-	for _, e := range strings.Split(list, ",") {
-		e = strings.TrimPrefix(strings.TrimSpace(e), scheme+"://")
-		host, port, err := net.SplitHostPort(e)
-		if err != nil || host == "" || !validPort(port) {
-			return nil, fmt.Errorf("%s endpoint %q: want host:port (%s://host:port[,host:port...])", scheme, e, scheme)
-		}
-		endpoints = append(endpoints, e)
-	}
-	return endpoints, nil
-}
-
-func validPort(port string) bool {
-	n, err := strconv.Atoi(port)
-	return err == nil && n > 0 && n < 1<<16
-}
-
-// parseSRVName checks the part after dns+srv://, such as
-// _http._tcp.stringsvc.default.svc.cluster.local.
-func parseSRVName(name string) (string, error) {
-	if name == "" || strings.ContainsAny(name, "/:,? ") {
-		return "", fmt.Errorf("dns+srv name %q: want dns+srv://_service._proto.domain, no port or path", name)
-	}
-	return name, nil
-}
-
-// parseDNSServer returns -dns.server as host:port, port 53 if it has none.
-func parseDNSServer(s string) (string, error) {
-	if host, port, err := net.SplitHostPort(s); err == nil {
-		if host == "" || !validPort(port) {
-			return "", fmt.Errorf("-dns.server %q: want host[:port]", s)
-		}
-		return s, nil
-	}
-	if strings.ContainsAny(s, "/:, ") {
-		return "", fmt.Errorf("-dns.server %q: want host[:port]", s)
-	}
-	return net.JoinHostPort(s, "53"), nil
 }
 
 func uintFlag(p *uint32) func(string) error {

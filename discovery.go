@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 	"time"
@@ -195,14 +194,13 @@ func (dm *discoveryMetrics) registrar(kind string) instance.RegistrarMetrics {
 // group stops. Add it before the HTTP server: run.Group interrupts actors in
 // the order they were added, so the instance leaves the registry, and
 // proxies stop sending it new work, before the server stops accepting.
-func addRegistrar(g *group.Group, cfg discoveryConfig, listenAddr net.Addr, dm *discoveryMetrics,
+//
+// advertise is the host:port proxies call, over scheme: "" for HTTP, or
+// "grpc".
+func addRegistrar(g *group.Group, cfg discoveryConfig, advertise, scheme string, dm *discoveryMetrics,
 	logger log.Logger) error {
-	advertise := cfg.Advertise
-	if advertise == "" {
-		advertise = listenAddr.String()
-	}
 	registry := cfg.Registry.String()
-	r, closeClient, err := newRegistrar(cfg, advertise, dm.registrar(cfg.Registry.kind),
+	r, closeClient, err := newRegistrar(cfg, advertise, scheme, dm.registrar(cfg.Registry.kind),
 		log.With(logger, "component", "registrar", "registry", registry))
 	if err != nil {
 		return fmt.Errorf("-registry: %w", err)
@@ -231,18 +229,21 @@ type registrar interface {
 
 // newRegistrar returns the registrar of cfg.Registry for this instance at
 // advertise, and a function that closes its client.
-func newRegistrar(cfg discoveryConfig, advertise string, m instance.RegistrarMetrics, logger log.Logger) (
-	registrar, func(), error) {
+func newRegistrar(cfg discoveryConfig, advertise, scheme string, m instance.RegistrarMetrics,
+	logger log.Logger) (registrar, func(), error) {
 	switch cfg.Registry.kind {
 	case "consul":
 		client, err := consul.NewClient(cfg.Registry.endpoints[0], cfg.RegistryToken)
 		if err != nil {
 			return nil, nil, err
 		}
+		check := consul.Check{Interval: cfg.CheckInterval, Timeout: cfg.CheckTimeout,
+			DeregisterCriticalServiceAfter: cfg.DeregisterAfter}
+		if scheme == "grpc" { // the agent asks grpc.health.v1.Health, which follows /readyz
+			check.GRPC = advertise
+		}
 		r, err := consul.NewRegistrar(client, consul.Service{
-			Name: cfg.ServiceName, Addr: advertise, Tags: cfg.RegistryTags,
-			Check: consul.Check{Interval: cfg.CheckInterval, Timeout: cfg.CheckTimeout,
-				DeregisterCriticalServiceAfter: cfg.DeregisterAfter},
+			Name: cfg.ServiceName, Addr: advertise, Tags: cfg.RegistryTags, Scheme: scheme, Check: check,
 		}, m, logger)
 		return r, func() {}, err
 	case "zk":
@@ -250,7 +251,7 @@ func newRegistrar(cfg discoveryConfig, advertise string, m instance.RegistrarMet
 		if err != nil {
 			return nil, nil, err
 		}
-		r, err := zk.NewRegistrar(client, zk.Service{Name: cfg.ServiceName, Addr: advertise},
+		r, err := zk.NewRegistrar(client, zk.Service{Name: cfg.ServiceName, Addr: advertise, Scheme: scheme},
 			cfg.RegistryResync, m, logger)
 		if err != nil {
 			client.Close()
@@ -262,7 +263,11 @@ func newRegistrar(cfg discoveryConfig, advertise string, m instance.RegistrarMet
 		if err != nil {
 			return nil, nil, err
 		}
-		r := etcd.NewRegistrar(client, etcd.ServicePrefix(cfg.ServiceName)+advertise, advertise,
+		value := advertise
+		if scheme != "" {
+			value = scheme + "://" + advertise
+		}
+		r := etcd.NewRegistrar(client, etcd.ServicePrefix(cfg.ServiceName)+advertise, value,
 			cfg.RegistryTTL, m, logger)
 		return r, func() { etcd.Close(client, logger) }, nil
 	}

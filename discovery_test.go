@@ -299,8 +299,10 @@ func TestEtcdRestartUnderLoad(t *testing.T) {
 		t.Errorf("proxy set after the restart = %v; want %v", got, want)
 	}
 	for _, b := range backends {
-		if got := scrape(t, b.addr)["stringsvc_registrations_total"]; got != 2 {
-			t.Errorf("backend %s registered %v times; want 2 (start, after the restart)", b.addr, got)
+		// At least once more after the restart; a keep-alive that a loaded
+		// machine delays past the 1s TTL makes it register once more again.
+		if got := scrape(t, b.addr)["stringsvc_registrations_total"]; got < 2 {
+			t.Errorf("backend %s registered %v times; want at least 2 (start, after the restart)", b.addr, got)
 		}
 	}
 	ok, failures := load.Stop()

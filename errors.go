@@ -9,6 +9,8 @@ import (
 
 	"github.com/go-kit/kit/ratelimit"
 	"github.com/sony/gobreaker"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 var (
@@ -69,4 +71,50 @@ func statusMessage(status int) string {
 	default:
 		return "internal error"
 	}
+}
+
+// grpcCode maps an error to its gRPC status code. errorStatus stays the one
+// table: the code is read off the HTTP status it chooses, which already
+// orders the cases (a deadline inside an upstream failure is a deadline).
+// A 502, every attempt failed or an instance answered what cannot be
+// passed on, is UNAVAILABLE: gRPC has no "bad gateway".
+func grpcCode(err error) codes.Code {
+	if err == nil {
+		return codes.OK
+	}
+	switch errorStatus(err) {
+	case http.StatusBadRequest:
+		return codes.InvalidArgument
+	case http.StatusRequestEntityTooLarge:
+		return codes.ResourceExhausted
+	case http.StatusNotFound:
+		return codes.NotFound
+	case http.StatusMethodNotAllowed:
+		return codes.Unimplemented
+	case statusClientClosedRequest:
+		return codes.Canceled
+	case http.StatusGatewayTimeout:
+		return codes.DeadlineExceeded
+	case http.StatusServiceUnavailable, http.StatusBadGateway:
+		return codes.Unavailable
+	default:
+		return codes.Internal
+	}
+}
+
+// grpcError turns err into a status error. As for HTTP, a server-side
+// failure (5xx) or a client that went away carries statusMessage's short
+// text, never the error's: the cause is logged by grpcErrorLogger.
+func grpcError(err error) error {
+	msg := err.Error()
+	if httpStatus := errorStatus(err); hidesCause(httpStatus) {
+		msg = statusMessage(httpStatus)
+	}
+	return status.Error(grpcCode(err), msg)
+}
+
+// hidesCause reports whether a client answered with httpStatus gets a
+// generic message instead of the error's text.
+func hidesCause(httpStatus int) bool {
+	return httpStatus >= 500 || httpStatus == statusClientClosedRequest
 }

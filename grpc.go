@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"math"
 	"net"
-	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-kit/kit/endpoint"
@@ -17,15 +15,13 @@ import (
 	group "github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"stringsvc/internal/grpchealth"
 	"stringsvc/pb"
 )
 
@@ -55,7 +51,7 @@ type grpcOptions struct {
 // once per registry. The cause of a failure whose message the client does
 // not see is logged to logger.
 func newGRPCServer(uppercase, count endpoint.Endpoint, opts grpcOptions, reg prometheus.Registerer,
-	logger log.Logger) (*grpc.Server, *grpcHealthServer) {
+	logger log.Logger) (*grpc.Server, *grpchealth.Server) {
 	metrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(
 		// stringsvc_request_duration_seconds's, so the two compare bucket for bucket
 		grpcprom.WithHistogramBuckets([]float64{
@@ -87,7 +83,7 @@ func newGRPCServer(uppercase, count endpoint.Endpoint, opts grpcOptions, reg pro
 		count: grpctransport.NewServer(count,
 			decodeGRPCCountRequest, encodeGRPCCountResponse, errorHandler),
 	})
-	hs := newGRPCHealthServer()
+	hs := grpchealth.New(grpcServiceName)
 	healthpb.RegisterHealthServer(srv, hs)
 	reflection.Register(srv)
 	metrics.InitializeMetrics(srv)
@@ -140,51 +136,10 @@ func encodeGRPCCountResponse(_ context.Context, response any) (any, error) {
 	return &pb.CountResponse{V: int64(response.(countResponse).V)}, nil
 }
 
-// grpcCode maps an error to its gRPC status code. errorStatus stays the one
-// table: the code is read off the HTTP status it chooses, which already
-// orders the cases (a deadline inside an upstream failure is a deadline).
-// A 502, every attempt failed or an instance answered what cannot be
-// passed on, is UNAVAILABLE: gRPC has no "bad gateway".
-func grpcCode(err error) codes.Code {
-	if err == nil {
-		return codes.OK
-	}
-	switch errorStatus(err) {
-	case http.StatusBadRequest:
-		return codes.InvalidArgument
-	case http.StatusRequestEntityTooLarge:
-		return codes.ResourceExhausted
-	case http.StatusNotFound:
-		return codes.NotFound
-	case http.StatusMethodNotAllowed:
-		return codes.Unimplemented
-	case statusClientClosedRequest:
-		return codes.Canceled
-	case http.StatusGatewayTimeout:
-		return codes.DeadlineExceeded
-	case http.StatusServiceUnavailable, http.StatusBadGateway:
-		return codes.Unavailable
-	default:
-		return codes.Internal
-	}
-}
-
-// grpcError turns err into a status error. As for HTTP, a server-side
-// failure (5xx) or a client that went away carries statusMessage's short
-// text, never the error's: the cause is logged by grpcErrorLogger.
-func grpcError(err error) error {
-	msg := err.Error()
-	if httpStatus := errorStatus(err); hidesCause(httpStatus) {
-		msg = statusMessage(httpStatus)
-	}
-	return status.Error(grpcCode(err), msg)
-}
-
-// hidesCause reports whether a client answered with httpStatus gets a
-// generic message instead of the error's text.
-func hidesCause(httpStatus int) bool {
-	return httpStatus >= 500 || httpStatus == statusClientClosedRequest
-}
+// grpcServiceName is the service's full name in stringsvc.proto
+// (pb.StringService_ServiceDesc.ServiceName), the one health checks ask
+// about besides "" (the whole server).
+const grpcServiceName = "stringsvc.v1.StringService"
 
 // grpcErrorLogger is the go-kit error handler of the gRPC server: it logs,
 // once, the cause of each failure the client got only a generic message
@@ -199,113 +154,15 @@ func (h grpcErrorLogger) Handle(ctx context.Context, err error) {
 	}
 }
 
-// grpcHealthServer is gRPC's standard health server, whose Shutdown also
-// ends Watch streams once they have told their client NOT_SERVING. The
-// standard one leaves them open, so GracefulStop would wait the whole
-// shutdown timeout for any client watching (grpc-go issues 8776, 8882).
-type grpcHealthServer struct {
-	*health.Server
-	draining     chan struct{} // closed by Shutdown
-	shutdownOnce sync.Once
-}
-
-func newGRPCHealthServer() *grpcHealthServer {
-	hs := &grpcHealthServer{Server: health.NewServer(), draining: make(chan struct{})}
-	hs.SetReady(false) // until addGRPCReadiness has asked
-	return hs
-}
-
-// grpcServiceName is the service's full name in stringsvc.proto
-// (pb.StringService_ServiceDesc.ServiceName), the one health checks ask
-// about besides "" (the whole server).
-const grpcServiceName = "stringsvc.v1.StringService"
-
-// SetReady reports the server and StringService SERVING or NOT_SERVING.
-// After Shutdown it does nothing.
-func (hs *grpcHealthServer) SetReady(ready bool) {
-	st := healthpb.HealthCheckResponse_NOT_SERVING
-	if ready {
-		st = healthpb.HealthCheckResponse_SERVING
-	}
-	hs.SetServingStatus("", st)
-	hs.SetServingStatus(grpcServiceName, st)
-}
-
-// Shutdown reports every service NOT_SERVING for good and ends the Watch
-// streams once they have sent it.
-func (hs *grpcHealthServer) Shutdown() {
-	hs.shutdownOnce.Do(func() { close(hs.draining) })
-	hs.Server.Shutdown()
-}
-
-// Watch implements grpc.health.v1.Health's Watch. After Shutdown the
-// stream ends with UNAVAILABLE once its client was told the service is not
-// serving.
-func (hs *grpcHealthServer) Watch(req *healthpb.HealthCheckRequest,
-	stream healthpb.Health_WatchServer) error {
-	ctx, cancel := context.WithCancel(stream.Context())
-	defer cancel()
-	w := &drainingWatch{Health_WatchServer: stream, ctx: ctx, cancel: cancel, draining: hs.draining}
-	watched := make(chan struct{})
-	go func() {
-		defer close(watched)
-		select {
-		case <-hs.draining:
-			w.endIfDraining()
-		case <-ctx.Done():
-		}
-	}()
-	err := hs.Server.Watch(req, w)
-	cancel()
-	<-watched
-	if w.ended.Load() {
-		return status.Error(codes.Unavailable, "server shutting down")
-	}
-	return err
-}
-
-// drainingWatch is a Watch stream whose context ends when the server
-// drains and the last status sent was not SERVING. Send records the status
-// before it checks for draining, and the draining goroutine checks the
-// status after draining began, so one of the two sees the other.
-type drainingWatch struct {
-	healthpb.Health_WatchServer
-	ctx      context.Context
-	cancel   context.CancelFunc
-	draining <-chan struct{}
-	serving  atomic.Bool // the last status sent was SERVING
-	ended    atomic.Bool // the stream was ended for draining
-}
-
-func (w *drainingWatch) Context() context.Context { return w.ctx }
-
-func (w *drainingWatch) Send(resp *healthpb.HealthCheckResponse) error {
-	err := w.Health_WatchServer.Send(resp)
-	w.serving.Store(resp.GetStatus() == healthpb.HealthCheckResponse_SERVING)
-	w.endIfDraining()
-	return err
-}
-
-func (w *drainingWatch) endIfDraining() {
-	select {
-	case <-w.draining:
-		if !w.serving.Load() {
-			w.ended.Store(true)
-			w.cancel()
-		}
-	default:
-	}
-}
-
 // addGRPCReadiness adds to g an actor that asks ready every interval and
 // reports the answer through hs, so Check and Watch follow /readyz.
-func addGRPCReadiness(g *group.Group, hs *grpcHealthServer, ready func() bool,
+func addGRPCReadiness(g *group.Group, hs *grpchealth.Server, ready func() bool,
 	interval time.Duration) {
 	stop := make(chan struct{})
 	g.Add(func() error {
 		ticker := time.NewTicker(interval)
 		defer ticker.Stop()
-		last := false // newGRPCHealthServer starts NOT_SERVING
+		last := false // grpchealth.New starts NOT_SERVING
 		for {
 			if r := ready(); r != last {
 				hs.SetReady(r)
@@ -323,82 +180,57 @@ func addGRPCReadiness(g *group.Group, hs *grpcHealthServer, ready func() bool,
 // addGRPCServer adds to g an actor serving srv on ln. On interrupt it
 // reports NOT_SERVING (so health checkers and watching clients move away
 // first), then lets the calls in flight finish for up to shutdownTimeout,
-// then closes what is left.
-func addGRPCServer(g *group.Group, ln net.Listener, srv *grpc.Server, hs *grpcHealthServer,
+// then closes what is left. The interrupt only starts the drain, so the
+// HTTP server, interrupted next, drains at the same time; the actor
+// returns once the drain is over.
+func addGRPCServer(g *group.Group, ln net.Listener, srv *grpc.Server, hs *grpchealth.Server,
 	shutdownTimeout time.Duration, logger log.Logger) {
+	interrupted, drained := make(chan struct{}), make(chan struct{})
+	var drainOnce sync.Once
 	g.Add(func() error {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		err := srv.Serve(ln)
+		select {
+		case <-interrupted:
+			<-drained // Serve returns as the drain starts, not when it ends
+			return nil
+		default:
 			return fmt.Errorf("serve gRPC: %w", err)
 		}
-		return nil
 	}, func(error) {
-		hs.Shutdown()
-		stopped := make(chan struct{})
-		go func() {
-			srv.GracefulStop()
-			close(stopped)
-		}()
-		timer := time.NewTimer(shutdownTimeout)
-		defer timer.Stop()
-		select {
-		case <-stopped:
-		case <-timer.C:
-			logger.Log("msg", "gRPC shutdown timed out, closing connections", "timeout", shutdownTimeout)
-			srv.Stop()
-			<-stopped
-		}
+		drainOnce.Do(func() {
+			close(interrupted)
+			hs.Shutdown()
+			go func() {
+				defer close(drained)
+				stopped := make(chan struct{})
+				go func() {
+					srv.GracefulStop()
+					close(stopped)
+				}()
+				timer := time.NewTimer(shutdownTimeout)
+				defer timer.Stop()
+				select {
+				case <-stopped:
+				case <-timer.C:
+					logger.Log("msg", "gRPC shutdown timed out, closing connections", "timeout", shutdownTimeout)
+					srv.Stop()
+					<-stopped
+				}
+			}()
+		})
 	})
 }
 
-// dialGRPCInstance returns a client connection to one instance's gRPC
-// address (host:port), made once per instance and shared by its calls. It
-// does not wait for the connection: a call made while it is down fails at
-// once with UNAVAILABLE, which counts against the instance's breaker. The
-// keepalive pings are above the server's default -grpc.keepalive.min-time.
-func dialGRPCInstance(addr string) (*grpc.ClientConn, error) {
-	conn, err := grpc.NewClient(addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{
-			Time:                30 * time.Second,
-			Timeout:             10 * time.Second,
-			PermitWithoutStream: true,
-		}),
-		grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff: backoff.Config{
-				BaseDelay:  100 * time.Millisecond,
-				Multiplier: 1.6,
-				Jitter:     0.2,
-				MaxDelay:   5 * time.Second,
-			},
-			MinConnectTimeout: 5 * time.Second,
-		}),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("gRPC instance %q: %w", addr, err)
-	}
-	conn.Connect()
-	return conn, nil
+// addGRPC adds to g the gRPC server of the two endpoints on ln, with its
+// health following ready.
+func addGRPC(g *group.Group, cfg config, ln net.Listener, uppercase, count endpoint.Endpoint,
+	ready func() bool, reg prometheus.Registerer, logger log.Logger) {
+	opts := cfg.grpc
+	opts.MaxRecvMsgSize = int(min(cfg.maxBodyBytes, math.MaxInt32))
+	srv, hs := newGRPCServer(uppercase, count, opts, reg, log.With(logger, "component", "grpc"))
+	addGRPCServer(g, ln, srv, hs, cfg.shutdownTimeout, logger)
+	addGRPCReadiness(g, hs, ready, time.Second)
 }
-
-// makeUppercaseGRPCProxy returns an endpoint that calls Uppercase on the
-// instance behind conn; the request's remaining deadline travels with it
-// (grpc-timeout). As makeUppercaseProxy does for HTTP, an answer the
-// instance gave on purpose, INVALID_ARGUMENT, comes back inside the
-// response, neither retried nor a breaker failure: ErrEmpty for "empty
-// string", errUpstream for anything else. Every other code is an error,
-// a context error where the call ran out of time or was canceled.
-func makeUppercaseGRPCProxy(conn *grpc.ClientConn) endpoint.Endpoint {
-	call := grpctransport.NewClient(conn, grpcServiceName, "Uppercase",
-		encodeGRPCUppercaseRequest, decodeGRPCUppercaseResponse, &pb.UppercaseResponse{}).Endpoint()
-	return func(ctx context.Context, request any) (any, error) {
-		response, err := call(ctx, request)
-		if err != nil {
-			return decodeGRPCUpstreamError(ctx, err)
-		}
-		return response, nil
-	}
-}
-
 func encodeGRPCUppercaseRequest(_ context.Context, request any) (any, error) {
 	return &pb.UppercaseRequest{S: request.(uppercaseRequest).S}, nil
 }

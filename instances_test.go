@@ -18,6 +18,10 @@ func TestSplitInstances(t *testing.T) {
 		{name: "https without port", give: "https://h", want: []string{"https://h"}},
 		{name: "ipv6", give: "[::1]:8080", want: []string{"[::1]:8080"}},
 		{name: "list", give: "a:1,b:2,http://c:3", want: []string{"a:1", "b:2", "http://c:3"}},
+		{name: "grpc list", give: "grpc://a:1,b:2", want: []string{"grpc://a:1", "grpc://b:2"}},
+		{name: "grpc each", give: "grpc://a:1, grpc://b:2", want: []string{"grpc://a:1", "grpc://b:2"}},
+		{name: "front scheme, own scheme", give: "grpc://a:1,http://b:2", want: []string{"grpc://a:1", "http://b:2"}},
+		{name: "http list inherits", give: "http://a:1,b:2", want: []string{"http://a:1", "http://b:2"}},
 		{name: "list with spaces", give: " a:1 , b:2\t,\nhttp://c:3/x ", want: []string{"a:1", "b:2", "http://c:3/x"}},
 	}
 	for _, tt := range tests {
@@ -52,6 +56,10 @@ func TestSplitInstancesRejects(t *testing.T) {
 		{name: "duplicate in other case", give: "http://H:1,http://h:1"},
 		{name: "duplicate with default port", give: "http://a,http://a:80"},
 		{name: "duplicate with default https port", give: "https://A:443/x,https://a/x"},
+		{name: "grpc without port", give: "grpc://a"},
+		{name: "grpc with path", give: "grpc://a:1/x"},
+		{name: "inherited without port", give: "grpc://a:1,b"},
+		{name: "grpc duplicate", give: "grpc://a:1,a:1"},
 		{name: "query", give: "http://h:1/uppercase?x=1"},
 		{name: "fragment", give: "http://h:1/#top"},
 		{name: "user info", give: "http://u:p@h:1"},
@@ -82,6 +90,7 @@ func TestParseInstance(t *testing.T) {
 		{name: "url with root path", give: "http://h:1/", want: "http://h:1/uppercase"},
 		{name: "url with path", give: "http://h:1/path", want: "http://h:1/path"},
 		{name: "https without port", give: "https://h", want: "https://h/uppercase"},
+		{name: "grpc", give: "grpc://h:1", want: "grpc://h:1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

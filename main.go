@@ -18,11 +18,12 @@ import (
 	"syscall"
 	"time"
 
+	stdlog "log"
+
 	"github.com/go-kit/log"
 	group "github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	stdlog "log"
 
 	"stringsvc/internal/h1"
 	"stringsvc/internal/logfmt"
@@ -76,22 +77,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	m := newMetrics(reg)
 	dm := newDiscoveryMetrics(reg)
 
-	// The onion, inside out: service → proxying → logging → instrumenting.
-	var svc StringService = stringService{}
-	ready := func() bool { return true }
-	if cfg.proxy != "" {
-		proxying, proxyReady, stopProxy, err := newProxy(cfg, m, dm, logger)
-		if err != nil {
-			return usageError{err}
-		}
-		defer stopProxy()
-		svc, ready = proxying(svc), proxyReady
+	svc, ready, stopProxy, err := newService(cfg, m, dm, logger)
+	if err != nil {
+		return err
 	}
-	if cfg.logRequests {
-		svc = loggingMiddleware{logger: logger, next: svc}
-	}
-	svc = newInstrumentingMiddleware(m)(svc)
-	handler := newHTTPHandler(makeUppercaseEndpoint(svc), makeCountEndpoint(svc), ready,
+	defer stopProxy()
+	uppercase, count := makeUppercaseEndpoint(svc), makeCountEndpoint(svc) // HTTP and gRPC alike
+	handler := newHTTPHandler(uppercase, count, ready,
 		promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), cfg.maxBodyBytes,
 		log.With(logger, "component", "http"))
 
@@ -102,6 +94,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer ln.Close() // for a return before Serve; once serving, Shutdown closes it
 	srv := newHTTPServer(cfg, handler, logger)
 	logger.Log("msg", "listening", "addr", ln.Addr(), "proxy", cfg.proxy)
+	var grpcLn net.Listener
+	if cfg.grpcListen != "" {
+		if grpcLn, err = net.Listen("tcp", cfg.grpcListen); err != nil {
+			return fmt.Errorf("listen on -grpc.listen %s: %w", cfg.grpcListen, err)
+		}
+		defer grpcLn.Close() // as ln
+		logger.Log("msg", "grpc listening", "addr", grpcLn.Addr())
+	}
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -112,27 +112,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	}, func(error) { stop() })
 	if cfg.Registry.kind != "" {
-		// Before the HTTP server: interrupts run in order, so the instance
-		// is deregistered before the server stops accepting.
-		if err := addRegistrar(&g, cfg.discoveryConfig, ln.Addr(), dm, logger); err != nil {
+		// Before the servers: interrupts run in order, so the instance is
+		// deregistered before the servers stop accepting.
+		advertise, scheme := advertised(cfg, ln.Addr(), grpcLn)
+		if err := addRegistrar(&g, cfg.discoveryConfig, advertise, scheme, dm, logger); err != nil {
 			return err
 		}
 	}
-	g.Add(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
-	}, func(error) {
-		// A fresh context: ctx is already done, and in-flight requests
-		// deserve their full grace period.
-		shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
-		defer cancel()
-		if err := srv.Shutdown(shutdownCtx); err != nil {
-			logger.Log("msg", "shutdown timed out, closing connections", "err", err)
-			srv.Close()
-		}
-	})
+	if cfg.grpcListen != "" {
+		// Its interrupt only starts the drain, which then runs beside the
+		// HTTP server's.
+		addGRPC(&g, cfg, grpcLn, uppercase, count, ready, reg, logger)
+	}
+	addHTTPServer(&g, srv, ln, cfg.shutdownTimeout, logger)
 	if cfg.debugListen != "" {
 		if err := addDebugServer(&g, cfg.debugListen, logger); err != nil {
 			return err
@@ -141,6 +133,63 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	err = g.Run()
 	logger.Log("msg", "stopped", "err", err)
 	return err
+}
+
+// newService builds the onion, inside out: service → proxying (with
+// -proxy) → logging (with -log.requests) → instrumenting. It returns the
+// service, its readiness and a function that stops the proxy's discovery.
+func newService(cfg config, m *metrics, dm *discoveryMetrics, logger log.Logger) (
+	svc StringService, ready func() bool, stop func(), err error) {
+	svc, ready, stop = stringService{}, func() bool { return true }, func() {}
+	if cfg.proxy != "" {
+		var proxying ServiceMiddleware
+		if proxying, ready, stop, err = newProxy(cfg, m, dm, logger); err != nil {
+			return nil, nil, nil, usageError{err}
+		}
+		svc = proxying(svc)
+	}
+	if cfg.logRequests {
+		svc = loggingMiddleware{logger: logger, next: svc}
+	}
+	return newInstrumentingMiddleware(m)(svc), ready, stop, nil
+}
+
+// addHTTPServer adds to g an actor serving srv on ln that, on interrupt,
+// lets the requests in flight finish for up to timeout, then closes what is
+// left.
+func addHTTPServer(g *group.Group, srv httpServer, ln net.Listener, timeout time.Duration,
+	logger log.Logger) {
+	g.Add(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	}, func(error) {
+		// A fresh context: run's is already done, and in-flight requests
+		// deserve their full grace period.
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			logger.Log("msg", "shutdown timed out, closing connections", "err", err)
+			srv.Close()
+		}
+	})
+}
+
+// advertised returns the address and scheme the registration gives
+// proxies: -advertise or the bound HTTP address, or, with
+// -registry.transport grpc, -grpc.advertise or the bound gRPC address.
+func advertised(cfg config, httpAddr net.Addr, grpcLn net.Listener) (advertise, scheme string) {
+	if cfg.registryTransport == "grpc" {
+		if cfg.grpcAdvertise != "" {
+			return cfg.grpcAdvertise, "grpc"
+		}
+		return grpcLn.Addr().String(), "grpc"
+	}
+	if cfg.Advertise != "" {
+		return cfg.Advertise, ""
+	}
+	return httpAddr.String(), ""
 }
 
 // httpServer is what run needs of an HTTP server: *h1.Server and

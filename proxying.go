@@ -5,22 +5,30 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/go-kit/kit/circuitbreaker"
 	"github.com/go-kit/kit/endpoint"
 	"github.com/go-kit/kit/ratelimit"
+	grpctransport "github.com/go-kit/kit/transport/grpc"
 	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker"
 	"golang.org/x/time/rate"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 
 	"stringsvc/internal/h1"
 	"stringsvc/internal/jsonfield"
 	"stringsvc/internal/lb"
+	"stringsvc/pb"
 )
 
 // proxyingMiddleware sends Uppercase to other instances and serves Count
@@ -142,9 +150,11 @@ func (u *upstreams) Factory(instance string) (endpoint.Endpoint, io.Closer, erro
 	if u.cfg.QPS <= 0 {
 		limit = rate.Inf
 	}
-	client := h1.NewClient(target, "application/json", u.cfg.MaxIdleConnsPerHost)
 	limiter := rate.NewLimiter(limit, u.cfg.Burst)
-	e := makeUppercaseProxy(client)
+	e, closeClient, err := newUppercaseProxy(target, u.cfg.MaxIdleConnsPerHost)
+	if err != nil {
+		return nil, nil, err
+	}
 	e = circuitbreaker.Gobreaker(breaker)(e)
 	e = ratelimit.NewErroringLimiter(limiter)(e)
 	e = u.observeOutcomes(instance)(e)
@@ -158,8 +168,7 @@ func (u *upstreams) Factory(instance string) (endpoint.Endpoint, io.Closer, erro
 	u.mu.Unlock()
 	return e, closerFunc(func() error {
 		u.forget(up)
-		client.CloseIdle()
-		return nil
+		return closeClient()
 	}), nil
 }
 
@@ -257,6 +266,21 @@ type closerFunc func() error
 
 func (f closerFunc) Close() error { return f() }
 
+// newUppercaseProxy returns the endpoint that calls Uppercase on the
+// instance at target, over HTTP or gRPC by its scheme, and a function that
+// closes its connections.
+func newUppercaseProxy(target *url.URL, maxIdleConns int) (endpoint.Endpoint, func() error, error) {
+	if target.Scheme == "grpc" {
+		conn, err := dialGRPCInstance(target.Host)
+		if err != nil {
+			return nil, nil, err
+		}
+		return makeUppercaseGRPCProxy(conn), conn.Close, nil
+	}
+	client := h1.NewClient(target, "application/json", maxIdleConns)
+	return makeUppercaseProxy(client), func() error { client.CloseIdle(); return nil }, nil
+}
+
 // makeUppercaseProxy returns an endpoint that POSTs an uppercaseRequest to
 // one instance through client. Transport failures, 5xx and 429 come back
 // as errors (retried, counted by the breaker); an answer the instance gave
@@ -278,5 +302,54 @@ func makeUppercaseProxy(client *h1.Client) endpoint.Endpoint {
 			return err
 		})
 		return response, err
+	}
+}
+
+// dialGRPCInstance returns a client connection to one instance's gRPC
+// address (host:port), made once per instance and shared by its calls. It
+// does not wait for the connection: a call made while it is down fails at
+// once with UNAVAILABLE, which counts against the instance's breaker. The
+// keepalive pings are above the server's default -grpc.keepalive.min-time.
+func dialGRPCInstance(addr string) (*grpc.ClientConn, error) {
+	conn, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{
+			Time:                30 * time.Second,
+			Timeout:             10 * time.Second,
+			PermitWithoutStream: true,
+		}),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: backoff.Config{
+				BaseDelay:  100 * time.Millisecond,
+				Multiplier: 1.6,
+				Jitter:     0.2,
+				MaxDelay:   5 * time.Second,
+			},
+			MinConnectTimeout: 5 * time.Second,
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("gRPC instance %q: %w", addr, err)
+	}
+	conn.Connect()
+	return conn, nil
+}
+
+// makeUppercaseGRPCProxy returns an endpoint that calls Uppercase on the
+// instance behind conn; the request's remaining deadline travels with it
+// (grpc-timeout). As makeUppercaseProxy does for HTTP, an answer the
+// instance gave on purpose, INVALID_ARGUMENT, comes back inside the
+// response, neither retried nor a breaker failure: ErrEmpty for "empty
+// string", errUpstream for anything else. Every other code is an error,
+// a context error where the call ran out of time or was canceled.
+func makeUppercaseGRPCProxy(conn *grpc.ClientConn) endpoint.Endpoint {
+	call := grpctransport.NewClient(conn, grpcServiceName, "Uppercase",
+		encodeGRPCUppercaseRequest, decodeGRPCUppercaseResponse, &pb.UppercaseResponse{}).Endpoint()
+	return func(ctx context.Context, request any) (any, error) {
+		response, err := call(ctx, request)
+		if err != nil {
+			return decodeGRPCUpstreamError(ctx, err)
+		}
+		return response, nil
 	}
 }

@@ -70,7 +70,8 @@ type registration struct {
 	Tags    []string `json:",omitempty"`
 	Address string
 	Port    int
-	Check   *checkDefinition `json:",omitempty"`
+	Meta    map[string]string `json:",omitempty"`
+	Check   *checkDefinition  `json:",omitempty"`
 }
 
 // checkDefinition is a check of a registration. Consul reads durations as
@@ -117,6 +118,7 @@ type healthEntry struct {
 	Service struct {
 		Address string
 		Port    int
+		Meta    map[string]string
 	}
 }
 
@@ -155,7 +157,11 @@ func (c *Client) passing(ctx context.Context, service, tag string, index uint64,
 		if host == "" {
 			host = e.Node.Address // a service registered without one has the node's
 		}
-		instances = append(instances, net.JoinHostPort(host, strconv.Itoa(e.Service.Port)))
+		instance := net.JoinHostPort(host, strconv.Itoa(e.Service.Port))
+		if scheme := e.Service.Meta["scheme"]; scheme != "" {
+			instance = scheme + "://" + instance
+		}
+		instances = append(instances, instance)
 	}
 	return instances, newIndex, nil
 }

@@ -15,10 +15,14 @@ import (
 
 // Service is what a registrar registers with the agent.
 type Service struct {
-	Name  string   // the service
-	Addr  string   // the advertised host:port: the instance's Address and Port
-	Tags  []string // nil: none
-	Check Check
+	Name string   // the service
+	Addr string   // the advertised host:port: the instance's Address and Port
+	Tags []string // nil: none
+	// Scheme, if set, is how proxies call the instance ("grpc"): it is
+	// registered as the service's Meta "scheme", and an Instancer lists the
+	// instance as scheme://host:port. Empty: plain host:port (HTTP).
+	Scheme string
+	Check  Check
 }
 
 // Check is the health check the agent runs on the instance. Only instances
@@ -101,6 +105,7 @@ func NewRegistrar(client *Client, svc Service, metrics instance.RegistrarMetrics
 		client: client,
 		reg: registration{
 			ID: id, Name: svc.Name, Tags: svc.Tags, Address: host, Port: port, Check: check,
+			Meta: schemeMeta(svc.Scheme),
 		},
 		interval: c.Interval,
 		metrics:  metrics,
@@ -191,4 +196,13 @@ func (r *Registrar) deregister() {
 		return
 	}
 	r.logger.Log("msg", "deregistered")
+}
+
+// schemeMeta is the Meta of a registration whose instance is called over
+// scheme; nil for plain HTTP.
+func schemeMeta(scheme string) map[string]string {
+	if scheme == "" {
+		return nil
+	}
+	return map[string]string{"scheme": scheme}
 }

@@ -19,6 +19,9 @@ import (
 type Service struct {
 	Name string // the service: the node goes under ServicePath(Name)
 	Addr string // the advertised host:port: the node's name and its data
+	// Scheme, if set, is how proxies call the instance ("grpc"): the node's
+	// data is then scheme://host:port. Empty: plain host:port (HTTP).
+	Scheme string
 }
 
 // Registrar keeps an ephemeral node for this instance under
@@ -37,7 +40,7 @@ type Service struct {
 type Registrar struct {
 	client  *Client
 	node    string
-	addr    string
+	addr    string // the node's data
 	resync  time.Duration
 	metrics instance.RegistrarMetrics
 	logger  log.Logger
@@ -51,10 +54,14 @@ func NewRegistrar(client *Client, svc Service, resync time.Duration,
 		return nil, fmt.Errorf("zookeeper registrar: advertise address %q is not host:port", svc.Addr)
 	}
 	node := path.Join(ServicePath(svc.Name), svc.Addr)
+	data := svc.Addr
+	if svc.Scheme != "" {
+		data = svc.Scheme + "://" + svc.Addr
+	}
 	return &Registrar{
 		client:  client,
 		node:    node,
-		addr:    svc.Addr,
+		addr:    data,
 		resync:  resync,
 		metrics: metrics,
 		logger:  log.With(logger, "node", node),
