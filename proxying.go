@@ -282,21 +282,28 @@ func newUppercaseProxy(target *url.URL, maxIdleConns int) (endpoint.Endpoint, fu
 }
 
 // makeUppercaseProxy returns an endpoint that POSTs an uppercaseRequest to
-// one instance through client. Transport failures, 5xx and 429 come back
-// as errors (retried, counted by the breaker); an answer the instance gave
-// on purpose comes back inside the response, neither retried nor a breaker
-// failure: ErrEmpty (our 400 or stringsvc3's 200 {"err":"empty string"})
-// reaches the client as 400, any other 4xx as 502.
+// one instance through client, with the attempt's remaining time in
+// timeoutHeader, so that the instance stops working when the proxy stops
+// waiting. Transport failures, 5xx and 429 come back as errors (retried,
+// counted by the breaker); an answer the instance gave on purpose comes
+// back inside the response, neither retried nor a breaker failure: ErrEmpty
+// (our 400 or stringsvc3's 200 {"err":"empty string"}) reaches the client
+// as 400, any other 4xx as 502.
 func makeUppercaseProxy(client *h1.Client) endpoint.Endpoint {
 	return func(ctx context.Context, request any) (any, error) {
 		req := request.(uppercaseRequest)
 		buf := byteBuffers.Get().(*[]byte)
 		defer byteBuffers.Put(buf)
-		body := append((*buf)[:0], `{"s":`...)
-		body = append(jsonfield.AppendString(body, req.S), '}')
-		*buf = body
+		b := (*buf)[:0]
+		if deadline, ok := ctx.Deadline(); ok {
+			b = appendTimeoutHeader(b, time.Until(deadline))
+		}
+		headerLen := len(b)
+		b = append(b, `{"s":`...)
+		b = append(jsonfield.AppendString(b, req.S), '}')
+		*buf = b
 		var response any
-		err := client.Post(ctx, body, func(status int, answer []byte) error {
+		err := client.Post(ctx, b[:headerLen], b[headerLen:], func(status int, answer []byte) error {
 			var err error
 			response, err = decodeUppercaseResponse(status, answer)
 			return err

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -576,5 +577,27 @@ func TestProxyClientDisconnectCancelsUpstream(t *testing.T) {
 	// A client that goes away says nothing about the instance.
 	if got := p.breakerState(t, hanging.instance); got != 0 {
 		t.Errorf("breaker state after cancellations = %v; want 0 (closed)", got)
+	}
+}
+
+// TestProxySendsRemainingTime: each attempt carries its remaining time to
+// the instance in Request-Timeout-Ms (TestTimeoutHeaderBoundsTheRequest
+// shows the instance's service is bounded by it).
+func TestProxySendsRemainingTime(t *testing.T) {
+	t.Parallel()
+	sent := make(chan string, 1)
+	b := newBackend(t)
+	spy := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sent <- r.Header.Get(timeoutHeader)
+		b.Config.Handler.ServeHTTP(w, r)
+	}))
+	cfg := testProxyConfig()
+	cfg.AttemptTimeout = 200 * time.Millisecond
+	p := newTestProxy(t, cfg, strings.TrimPrefix(spy.URL, "http://"))
+	p.mustUppercase(t, "hello")
+	got := <-sent
+	ms, err := strconv.Atoi(got)
+	if err != nil || ms <= 0 || ms > 200 {
+		t.Errorf("%s sent with an attempt of 200ms = %q; want 1 to 200", timeoutHeader, got)
 	}
 }

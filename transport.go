@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/go-kit/kit/endpoint"
 	httptransport "github.com/go-kit/kit/transport/http"
@@ -187,6 +189,7 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 // newHTTPHandler returns the service's routes:
 //
 //	POST /uppercase  {"s":"hello"} → {"v":"HELLO"}        (GET with a body too, as stringsvc3's proxy sends)
+//	                 a Request-Timeout-Ms header bounds the request's context; 0 is 504 at once
 //	POST /count      {"s":"abc"}   → {"v":3}              (GET with a body too)
 //	GET  /metrics    Prometheus text format
 //	GET  /healthz    200 while the process runs
@@ -199,14 +202,14 @@ func newHTTPHandler(uppercase, count endpoint.Endpoint, ready func() bool, metri
 	upperErrors := errorEncoder{withV: true, errorLog: errorLog}
 	countErrors := errorEncoder{errorLog: errorLog}
 	mux := http.NewServeMux()
-	mux.Handle("/uppercase", allowMethods(limitBody(maxBodyBytes, httptransport.NewServer(
+	mux.Handle("/uppercase", allowMethods(boundByTimeoutHeader(limitBody(maxBodyBytes, httptransport.NewServer(
 		uppercase, decodeUppercaseRequest, upperErrors.encodeResponse,
 		httptransport.ServerErrorEncoder(upperErrors.encode),
-	)), http.MethodPost, http.MethodGet))
-	mux.Handle("/count", allowMethods(limitBody(maxBodyBytes, httptransport.NewServer(
+	))), http.MethodPost, http.MethodGet))
+	mux.Handle("/count", allowMethods(boundByTimeoutHeader(limitBody(maxBodyBytes, httptransport.NewServer(
 		count, decodeCountRequest, countErrors.encodeResponse,
 		httptransport.ServerErrorEncoder(countErrors.encode),
-	)), http.MethodPost, http.MethodGet))
+	))), http.MethodPost, http.MethodGet))
 	mux.Handle("/metrics", allowMethods(metrics, http.MethodGet))
 	mux.Handle("/healthz", allowMethods(http.HandlerFunc(handleHealthz), http.MethodGet))
 	mux.Handle("/readyz", allowMethods(handleReadyz(ready), http.MethodGet))
@@ -214,6 +217,52 @@ func newHTTPHandler(uppercase, count endpoint.Endpoint, ready func() bool, metri
 		countErrors.encode(r.Context(), errNotFound, w)
 	})
 	return mux
+}
+
+// timeoutHeader carries, from a proxy to an instance, the time the proxy
+// still waits for the answer, in whole milliseconds rounded up (so 0 means
+// none is left): gRPC's grpc-timeout for HTTP, as Envoy sends
+// x-envoy-expected-rq-timeout-ms.
+const timeoutHeader = "Request-Timeout-Ms"
+
+// appendTimeoutHeader appends the timeoutHeader line for d.
+func appendTimeoutHeader(b []byte, d time.Duration) []byte {
+	ms := max(int64((d+time.Millisecond-1)/time.Millisecond), 0)
+	b = append(b, timeoutHeader+": "...)
+	return append(strconv.AppendInt(b, ms, 10), "\r\n"...)
+}
+
+// errTimeoutHeader is a timeoutHeader that is not a whole number.
+var errTimeoutHeader = errors.New(timeoutHeader + " header: want one whole number of milliseconds")
+
+// errExpired is a request that arrived with no time left to serve it.
+var errExpired = fmt.Errorf("request arrived with no time left (%s: 0): %w", timeoutHeader,
+	context.DeadlineExceeded)
+
+// boundByTimeoutHeader bounds each request's context by its timeoutHeader,
+// so a caller's deadline reaches the service, and answers a request that
+// arrived out of time 504 without running anything. Without the header the
+// request is served as it is, at the cost of one header lookup.
+func boundByTimeoutHeader(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v := r.Header[timeoutHeader]
+		if len(v) == 0 {
+			next.ServeHTTP(w, r)
+			return
+		}
+		ms, err := strconv.ParseInt(v[0], 10, 64)
+		switch {
+		case err != nil || ms < 0 || len(v) > 1:
+			errorEncoder{}.encode(r.Context(), badRequestError{err: errTimeoutHeader}, w)
+			return
+		case ms == 0:
+			errorEncoder{}.encode(r.Context(), errExpired, w)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), time.Duration(min(ms, math.MaxInt64/int64(time.Millisecond)))*time.Millisecond)
+		defer cancel()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
 }
 
 // allowMethods answers 405 with an Allow header and a JSON body for any

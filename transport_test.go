@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
@@ -266,4 +268,75 @@ func FuzzDecodeUppercaseRequest(f *testing.F) {
 			t.Fatalf("decode(marshal(%#v)) = %#v, %v; want %#v, nil", req, again, err, req)
 		}
 	})
+}
+
+// TestTimeoutHeaderBoundsTheRequest: Request-Timeout-Ms bounds the service's
+// context; 0 is 504 without running the service; a malformed one is 400.
+func TestTimeoutHeaderBoundsTheRequest(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int64
+	remaining := make(chan time.Duration, 10)
+	svc := fakeService{uppercase: func(ctx context.Context, s string) (string, error) {
+		calls.Add(1)
+		deadline, ok := ctx.Deadline()
+		if !ok {
+			remaining <- -1
+		} else {
+			remaining <- time.Until(deadline)
+		}
+		return strings.ToUpper(s), nil
+	}}
+	reg := prometheus.NewRegistry()
+	ts := startServer(t, newHandler(svc, log.NewNopLogger(), reg, newMetrics(reg), func() bool { return true }, 1<<20))
+	client := &http.Client{Timeout: waitTimeout}
+	post := func(header string) (int, string) {
+		req, err := http.NewRequest(http.MethodPost, ts.URL+"/uppercase", strings.NewReader(`{"s":"hi"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if header != "" {
+			req.Header.Set(timeoutHeader, header)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("POST /uppercase with %s %q: %v", timeoutHeader, header, err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, string(body)
+	}
+
+	if status, _ := post("50"); status != http.StatusOK {
+		t.Fatalf("with %s 50: status %d; want 200", timeoutHeader, status)
+	}
+	if got := <-remaining; got <= 0 || got > 50*time.Millisecond {
+		t.Errorf("with %s 50, the service's context had %v left; want a deadline within 50ms", timeoutHeader, got)
+	}
+	if status, _ := post(""); status != http.StatusOK {
+		t.Fatalf("without %s: status %d; want 200", timeoutHeader, status)
+	}
+	if got := <-remaining; got != -1 {
+		t.Errorf("without %s, the service's context has a deadline %v away; want none", timeoutHeader, got)
+	}
+
+	before := calls.Load()
+	for _, tt := range []struct {
+		header     string
+		wantStatus int
+	}{
+		{"0", http.StatusGatewayTimeout},
+		{"-5", http.StatusBadRequest},
+		{"soon", http.StatusBadRequest},
+	} {
+		status, body := post(tt.header)
+		if status != tt.wantStatus || !strings.Contains(body, `"err"`) {
+			t.Errorf("with %s %q: %d %q; want %d with an err body", timeoutHeader, tt.header, status, body, tt.wantStatus)
+		}
+	}
+	if got := calls.Load() - before; got != 0 {
+		t.Errorf("the service ran %d times for requests out of time or malformed; want 0", got)
+	}
 }

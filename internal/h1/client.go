@@ -86,7 +86,9 @@ func NewClient(target *url.URL, contentType string, maxIdle int) *Client {
 var errNothingWritten = errors.New("request not written")
 
 // Post sends body and calls read with the answer's status and body, which is
-// only valid during the call.
+// only valid during the call. header, nil for none, is more header lines
+// for this request alone, each "Name: value\r\n": the request head is
+// otherwise built once, so a header that nobody sends costs nothing.
 //
 // A request is sent again, on another connection, only when it failed on
 // a kept-alive connection before any byte of it was written: the rule
@@ -96,13 +98,13 @@ var errNothingWritten = errors.New("request not written")
 // while idle are dropped before they are used (Client.conn), so the
 // keep-alive race that once needed a broader retry is rare, and a
 // request that may have reached a handler fails instead of running twice.
-func (h *Client) Post(ctx context.Context, body []byte, read func(status int, body []byte) error) error {
+func (h *Client) Post(ctx context.Context, header, body []byte, read func(status int, body []byte) error) error {
 	for try := 0; ; try++ {
 		cc, reused, err := h.conn(ctx)
 		if err != nil {
 			return err
 		}
-		status, answer, keep, err := h.roundTrip(ctx, cc, body)
+		status, answer, keep, err := h.roundTrip(ctx, cc, header, body)
 		if err != nil {
 			cc.Close()
 			if reused && try == 0 && errors.Is(err, errNothingWritten) && ctx.Err() == nil {
@@ -206,7 +208,8 @@ func (h *Client) CloseIdle() {
 }
 
 // roundTrip writes one request and reads its answer.
-func (h *Client) roundTrip(ctx context.Context, cc *clientConn, body []byte) (status int, answer []byte, keep bool, err error) {
+func (h *Client) roundTrip(ctx context.Context, cc *clientConn, header, body []byte) (
+	status int, answer []byte, keep bool, err error) {
 	// The context's own timer ends a call at its deadline, through this
 	// AfterFunc: setting the connection's deadline on every call as well
 	// costs a runtime timer update for nothing.
@@ -214,7 +217,8 @@ func (h *Client) roundTrip(ctx context.Context, cc *clientConn, body []byte) (st
 	defer stop()
 
 	out := append(cc.out[:0], h.head...)
-	out = append(strconv.AppendInt(out, int64(len(body)), 10), "\r\n\r\n"...)
+	out = append(strconv.AppendInt(out, int64(len(body)), 10), "\r\n"...)
+	out = append(append(out, header...), "\r\n"...)
 	cc.out = append(out, body...)
 	if n, err := cc.send(); err != nil {
 		if n == 0 {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -257,7 +258,7 @@ func clientPostH1(t *testing.T, c *h1.Client, body string) clientResult {
 	ctx, cancel := context.WithTimeout(context.Background(), clientTestTimeout)
 	defer cancel()
 	var res clientResult
-	err := c.Post(ctx, []byte(body), func(status int, body []byte) error {
+	err := c.Post(ctx, nil, []byte(body), func(status int, body []byte) error {
 		res = clientResult{ok: true, status: status, body: string(body)}
 		return nil
 	})
@@ -297,4 +298,37 @@ func clientPostWith(t *testing.T, tr *http.Transport, u *url.URL, body string) c
 		return clientResult{}
 	}
 	return clientResult{ok: true, status: resp.StatusCode, body: string(b)}
+}
+
+// TestClientPerRequestHeader: header lines given to Post go with that
+// request alone, on a kept-alive connection too, and net/http's server reads
+// them as headers.
+func TestClientPerRequestHeader(t *testing.T) {
+	seen := make(chan string, 3)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen <- r.Header.Get("Test-Header") + "|" + r.Header.Get("Other")
+		io.Copy(io.Discard, r.Body)
+	}))
+	t.Cleanup(srv.Close)
+	u, err := url.Parse(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := h1.NewClient(u, "application/json", 1)
+	t.Cleanup(c.CloseIdle)
+	for _, tt := range []struct{ header, want string }{
+		{"Test-Header: 42\r\nOther: x\r\n", "42|x"},
+		{"", "|"},
+		{"Test-Header: 7\r\n", "7|"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), clientTestTimeout)
+		err := c.Post(ctx, []byte(tt.header), []byte(`{}`), func(int, []byte) error { return nil })
+		cancel()
+		if err != nil {
+			t.Fatalf("Post(header %q) = %v; want nil", tt.header, err)
+		}
+		if got := <-seen; got != tt.want {
+			t.Errorf("Post(header %q): server saw %q; want %q", tt.header, got, tt.want)
+		}
+	}
 }
