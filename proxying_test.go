@@ -601,3 +601,32 @@ func TestProxySendsRemainingTime(t *testing.T) {
 		t.Errorf("%s sent with an attempt of 200ms = %q; want 1 to 200", timeoutHeader, got)
 	}
 }
+
+// TestProxyHedgesToAnotherInstance: an attempt unanswered after
+// -proxy.hedge-after is hedged to the other instance, whose answer wins; the
+// hung attempt is cancelled.
+func TestProxyHedgesToAnotherInstance(t *testing.T) {
+	t.Parallel()
+	hanging := newHangingBackend(t)
+	good := newBackend(t)
+	cfg := testProxyConfig()
+	cfg.HedgeAfter = 20 * time.Millisecond
+	cfg.HedgeBudget = 1
+	p := newTestProxy(t, cfg, hanging.instance, good.instance)
+	for range 4 { // round-robin: every other request tries the hanging instance first
+		p.mustUppercase(t, "hello")
+	}
+	hung := len(hanging.received)
+	if hung == 0 {
+		t.Fatalf("the hanging instance got no request of 4; want every other one")
+	}
+	for range hung {
+		receive(t, hanging.canceled, "the hedged-over attempt cancelled")
+	}
+	if got := metricValue(t, p.reg, "stringsvc_upstream_hedges_total"); got != float64(hung) {
+		t.Errorf("hedges sent = %v; want %d, one per request the hanging instance took", got, hung)
+	}
+	if got := metricValue(t, p.reg, "stringsvc_upstream_hedges_won_total"); got != float64(hung) {
+		t.Errorf("hedges won = %v; want %d", got, hung)
+	}
+}
