@@ -275,7 +275,7 @@ func scrape(tb testing.TB, addr string) map[string]float64 {
 // has a breaker, whose state series exists exactly as long as it does.
 func proxySet(tb testing.TB, addr string) []string {
 	tb.Helper()
-	const prefix = `stringsvc_upstream_breaker_state{instance="`
+	const prefix = `stringsvc_upstream_breaker_state{upstream="`
 	var set []string
 	for s := range scrape(tb, addr) {
 		if rest, ok := strings.CutPrefix(s, prefix); ok {
@@ -289,7 +289,7 @@ func proxySet(tb testing.TB, addr string) []string {
 // successes returns how many proxied calls each instance answered.
 func successes(tb testing.TB, proxyAddr string) map[string]float64 {
 	tb.Helper()
-	re := regexp.MustCompile(`^stringsvc_upstream_requests_total\{instance="([^"]+)",outcome="success"\}$`)
+	re := regexp.MustCompile(`^stringsvc_upstream_requests_total\{outcome="success",upstream="([^"]+)"\}$`)
 	got := make(map[string]float64)
 	for s, v := range scrape(tb, proxyAddr) {
 		if m := re.FindStringSubmatch(s); m != nil {

@@ -47,8 +47,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		upstream: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "stringsvc_upstream_requests_total",
-			Help: "Proxied attempts per instance, by outcome: success, business_error, error, timeout, canceled, breaker_open.",
-		}, []string{"instance", "outcome"}),
+			Help: "Proxied attempts per upstream instance, by outcome: success, business_error, error, timeout, canceled, breaker_open.",
+		}, []string{"upstream", "outcome"}),
 		retries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "stringsvc_upstream_retries_total",
 			Help: "Proxied attempts made after a failed one.",
@@ -68,11 +68,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "stringsvc_upstream_limited_total",
 			Help: "Proxied calls an instance's rate limiter refused (they moved on to another instance).",
-		}, []string{"instance"}),
+		}, []string{"upstream"}),
 		breakerState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "stringsvc_upstream_breaker_state",
 			Help: "Circuit breaker state per instance: 0 closed, 1 half-open, 2 open.",
-		}, []string{"instance"}),
+		}, []string{"upstream"}),
 		instances: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "stringsvc_upstream_instances",
 			Help: "Instances the proxy currently knows.",
@@ -80,7 +80,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	m.scores = &scoreCollector{desc: prometheus.NewDesc("stringsvc_upstream_latency_ewma_seconds",
 		"Per-instance decayed peak-EWMA latency the p2c balancer scores instances by (times in-flight + 1).",
-		[]string{"instance"}, nil)}
+		[]string{"upstream"}, nil)}
 	reg.MustRegister(
 		m.requests, m.duration, m.countResult,
 		m.upstream, m.retries, m.retriesRefused, m.hedges, m.hedgesWon, m.limited, m.breakerState, m.instances,

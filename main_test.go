@@ -241,7 +241,7 @@ func TestProgram(t *testing.T) {
 		t.Fatalf("proxy GET /metrics = %d; want 200", resp.StatusCode)
 	}
 	for _, addr := range backends {
-		want := fmt.Sprintf(`stringsvc_upstream_requests_total{instance=%q,outcome="success"} %d`, addr, perBackend)
+		want := fmt.Sprintf(`stringsvc_upstream_requests_total{outcome="success",upstream=%q} %d`, addr, perBackend)
 		if !strings.Contains(metrics, want) {
 			t.Errorf("proxy /metrics has no line %q", want)
 		}

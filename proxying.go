@@ -194,7 +194,7 @@ func (u *upstreams) forget(up *upstream) {
 	u.changed()
 	u.metrics.breakerState.DeleteLabelValues(name)
 	u.metrics.limited.DeleteLabelValues(name)
-	u.metrics.upstream.DeletePartialMatch(prometheus.Labels{"instance": name})
+	u.metrics.upstream.DeletePartialMatch(prometheus.Labels{"upstream": name})
 }
 
 // Ready reports whether some instance can take traffic: at least one is

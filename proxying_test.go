@@ -178,12 +178,12 @@ func (p *testProxy) mustUppercase(tb testing.TB, s string) {
 
 func (p *testProxy) breakerState(tb testing.TB, instance string) float64 {
 	tb.Helper()
-	return metricValue(tb, p.reg, "stringsvc_upstream_breaker_state", "instance", instance)
+	return metricValue(tb, p.reg, "stringsvc_upstream_breaker_state", "upstream", instance)
 }
 
 func (p *testProxy) outcomes(tb testing.TB, instance, outcome string) float64 {
 	tb.Helper()
-	return metricValue(tb, p.reg, "stringsvc_upstream_requests_total", "instance", instance, "outcome", outcome)
+	return metricValue(tb, p.reg, "stringsvc_upstream_requests_total", "upstream", instance, "outcome", outcome)
 }
 
 // receive waits for a value on ch.
@@ -415,8 +415,8 @@ func TestProxyLimiter(t *testing.T) {
 		t.Errorf("proxying Uppercase, every limiter empty: error %v has status %d; want %d", err, got, http.StatusServiceUnavailable)
 	}
 	for _, b := range backends {
-		if got := metricValue(t, p.reg, "stringsvc_upstream_limited_total", "instance", b.instance); got < 1 {
-			t.Errorf("stringsvc_upstream_limited_total{instance=%q} = %v; want at least 1", b.instance, got)
+		if got := metricValue(t, p.reg, "stringsvc_upstream_limited_total", "upstream", b.instance); got < 1 {
+			t.Errorf("stringsvc_upstream_limited_total{upstream=%q} = %v; want at least 1", b.instance, got)
 		}
 		if got := p.breakerState(t, b.instance); got != 0 {
 			t.Errorf("breaker state of %s = %v; want 0: a refusal for rate is no failure", b.instance, got)
