@@ -125,7 +125,7 @@ func (c *conn) waitForRequest(first bool) bool {
 		// Let the other connections' goroutines run first. Under load the
 		// client's next request has then arrived, and the read below
 		// succeeds instead of failing with EAGAIN and parking on the
-		// poller (BENCHMARKS.md: 0.3 → 0.04 failed reads per request); an
+		// poller (measured: 0.3 → 0.04 failed reads per request); an
 		// idle process gets its turn back at once.
 		runtime.Gosched()
 	}
@@ -150,7 +150,7 @@ func (c *conn) serveOne(first bool) (keep bool) {
 	// A read deadline matters only to a read that reaches the socket. When
 	// the head (or the body) is all in the buffer already, as it usually
 	// is, setting one would cost a runtime timer update for nothing: three
-	// updates per request were 2.4% of a backend's CPU (BENCHMARKS.md).
+	// updates per request were 2.4% of a backend's CPU.
 	headHere := headEnd(c.br) >= 0
 	if !headHere {
 		c.setReadDeadline(from, c.s.readHeaderTimeout())
@@ -273,7 +273,7 @@ func (c *conn) closeWriteAndDrain() {
 // watch, once its body has been read: the server's sweep starts the watch
 // if the request is still running DisconnectCheckDelay after its start.
 // Arming and disarming cost a lock each; a timer per request, as before,
-// cost 2.5% of a backend's CPU (BENCHMARKS.md).
+// cost 2.5% of a backend's CPU.
 func (c *conn) armWatch() {
 	if c.raw == nil || c.watchArmed {
 		return
@@ -345,14 +345,9 @@ func (c *conn) watchDisconnect() {
 	var one [1]byte
 	gone := false
 	err := c.raw.Read(func(fd uintptr) bool {
-		n, _, err := syscall.Recvfrom(int(fd), one[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		switch {
-		case err == syscall.EAGAIN || err == syscall.EINTR:
-			return false // wait for the poller
-		case err != nil || n == 0:
-			gone = true
-		}
-		return true
+		wait, closed := peekClosed(fd, one[:])
+		gone = closed
+		return !wait
 	})
 	if gone || (err != nil && !errors.Is(err, os.ErrDeadlineExceeded)) { // closed under us: Close
 		c.cancel()

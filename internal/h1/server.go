@@ -1,7 +1,11 @@
-// Package h1 serves an http.Handler over HTTP/1.1 at a fraction of
-// net/http's server cost per request.
+// Package h1 is a lean HTTP/1.1 server and client, held to net/http's
+// behaviour by differential tests and fuzz targets: Server serves an
+// http.Handler at a fraction of net/http's server cost per request, and
+// Client POSTs to one URL over kept-alive connections without net/http's
+// per-request goroutine hand-offs. Like net/http it holds both sides; it
+// knows net/http's types and nothing of the service it carries.
 //
-// It exists for one measured reason (BENCHMARKS.md): in front of three
+// It exists for one measured reason: in front of three
 // backends on one CPU, a proxy built on net/http's server cannot reach 0.8 of
 // nginx's throughput even with nothing but a lean client behind it (0.76),
 // while the same client behind a plain read-parse-write loop passes nginx.
@@ -26,6 +30,9 @@
 // a request is short (a client's disconnect is watched for only once a
 // request has run for DisconnectCheckDelay); the request's header text is
 // one allocation.
+//
+// On Linux it reads and writes through internal/rawio and watches
+// connections with raw system calls; elsewhere it takes the plain path.
 package h1
 
 import (
