@@ -120,8 +120,8 @@ func parseProxyTarget(s string) (proxyTarget, error) {
 	case ok && scheme == "dns+srv":
 		name, err := parseSRVName(rest)
 		return proxyTarget{srvName: name}, err
-	case ok && scheme != "http" && scheme != "https":
-		return proxyTarget{}, fmt.Errorf("unknown scheme %q: want host:port[,...], http(s)://host:port[,...], "+
+	case ok && scheme != "http" && scheme != "https" && scheme != "grpc":
+		return proxyTarget{}, fmt.Errorf("unknown scheme %q: want host:port[,...], http(s)://host:port[,...], grpc://host:port[,...], "+
 			"etcd://host:port[,...], consul://host:port, zk://host:port[,...] or dns+srv://name", scheme)
 	}
 	instances, err := splitInstances(s)
