@@ -89,37 +89,56 @@ func benchUppercaseParallel(b *testing.B, svc StringService) {
 
 // BenchmarkProxyUppercase measures the proxying middleware alone (balancer,
 // retry, limiter, breaker, upstream client) against three backends over
-// loopback.
+// loopback, with each balancer, over HTTP and gRPC.
 func BenchmarkProxyUppercase(b *testing.B) {
-	var instances []string
+	var httpInstances, grpcInstances []string
 	for range 3 {
 		srv := httptest.NewServer(benchHandler(b, log.NewNopLogger()))
 		b.Cleanup(srv.Close)
-		instances = append(instances, strings.TrimPrefix(srv.URL, "http://"))
+		httpInstances = append(httpInstances, strings.TrimPrefix(srv.URL, "http://"))
+		ts := startGRPCServer(b, stringService{}, nil, grpcOptions{})
+		grpcInstances = append(grpcInstances, "grpc://"+ts.addr)
 	}
-	cfg := proxyConfig{
-		Balancer: "roundrobin", Attempts: 3, AttemptTimeout: time.Second, Timeout: 2 * time.Second,
-		RetryBudget: 0.2, RetryBudgetMin: 10, RetryBackoff: 2 * time.Millisecond, HedgeBudget: 0.05,
-		BreakerFailures: 5, BreakerRatio: 0.5, BreakerMinRequests: 20, BreakerInterval: 10 * time.Second,
-		BreakerCooldown: 5 * time.Second, MaxIdleConnsPerHost: 64,
-	}
-	m := newMetrics(prometheus.NewRegistry())
-	ups := newUpstreams(cfg, m)
-	for _, instance := range instances {
-		if _, _, err := ups.Factory(instance); err != nil {
-			b.Fatal(err)
-		}
-	}
-	svc := newProxyingMiddleware(ups, cfg, m)(stringService{})
-	ctx := context.Background()
-	b.ReportAllocs()
-	b.SetParallelism(8)
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if v, err := svc.Uppercase(ctx, "hello, world"); err != nil || v != "HELLO, WORLD" {
-				b.Errorf("Uppercase = %q, %v; want HELLO, WORLD, nil", v, err)
-				return
+	for _, bb := range []struct {
+		name      string
+		instances []string
+		balancer  string
+		hedge     time.Duration
+	}{
+		{"roundrobin", httpInstances, "roundrobin", 0},
+		{"p2c", httpInstances, "p2c", 0},
+		{"hedge-armed", httpInstances, "roundrobin", time.Second}, // the timer never fires
+		{"grpc", grpcInstances, "roundrobin", 0},
+	} {
+		b.Run(bb.name, func(b *testing.B) {
+			cfg := proxyConfig{
+				Balancer: bb.balancer, Attempts: 3, AttemptTimeout: time.Second, Timeout: 2 * time.Second,
+				RetryBudget: 0.2, RetryBudgetMin: 10, RetryBackoff: 2 * time.Millisecond,
+				HedgeAfter: bb.hedge, HedgeBudget: 0.05,
+				BreakerFailures: 5, BreakerRatio: 0.5, BreakerMinRequests: 20, BreakerInterval: 10 * time.Second,
+				BreakerCooldown: 5 * time.Second, MaxIdleConnsPerHost: 64,
 			}
-		}
-	})
+			m := newMetrics(prometheus.NewRegistry())
+			ups := newUpstreams(cfg, m)
+			for _, instance := range bb.instances {
+				_, closer, err := ups.Factory(instance)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { closer.Close() })
+			}
+			svc := newProxyingMiddleware(ups, cfg, m)(stringService{})
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.SetParallelism(8)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if v, err := svc.Uppercase(ctx, "hello, world"); err != nil || v != "HELLO, WORLD" {
+						b.Errorf("Uppercase = %q, %v; want HELLO, WORLD, nil", v, err)
+						return
+					}
+				}
+			})
+		})
+	}
 }

@@ -3,8 +3,14 @@
 #   direct        one backend
 #   direct-nolog  one backend with -log.requests=false (the cost of logging)
 #   proxy         stringsvc -proxy in front of three backends
+#   proxy-p2c     the same with -proxy.balancer p2c
+#   proxy-hedge   the same with an armed hedge timer that never fires (-proxy.hedge-after 50ms)
+#   proxy-old     the proxy built from OLD_BIN, in front of the same backends (if OLD_BIN is set)
 #   count         /count on the proxy (no hop)
 #   nginx         nginx in front of the same three backends (if installed)
+#   grpc-direct   gRPC to one backend (scripts/grpcload)
+#   grpc-proxy    gRPC in, gRPC out: a proxy with -proxy grpc://... in front of the three
+#   http-grpc     HTTP in, gRPC out: the same proxy's HTTP side
 # then latency at a fixed rate (open loop) direct vs proxy (vs nginx).
 # Servers run on CPU 0, the load generator on CPU 1 (taskset). Each
 # scenario runs RUNS times, interleaved; medians are reported with min-max.
@@ -15,6 +21,8 @@
 #   RUNS=7 DURATION=10s scripts/bench.sh
 #   BIN=/tmp/old-stringsvc scripts/bench.sh   # measure another build
 #   RATE=0 scripts/bench.sh              # throughput only, no fixed-rate run
+#   OLD_BIN=/tmp/old scripts/bench.sh    # and an older proxy beside the new, paired
+#   GRPC=0 scripts/bench.sh              # no gRPC scenarios
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +31,8 @@ DURATION=${DURATION:-6s}
 CONNS=${CONNS:-50}
 RATE=${RATE:-2000}
 RATE_DURATION=${RATE_DURATION:-10s}
+GRPC=${GRPC:-1}
+OLD_BIN=${OLD_BIN:-}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 
@@ -52,6 +62,7 @@ trap cleanup EXIT
 bin=${BIN:-$work/stringsvc}
 [[ -n ${BIN:-} ]] || go build -o "$bin" .
 go build -o "$work/openloop" ./scripts/openloop
+go build -o "$work/grpcload" ./scripts/grpcload
 
 start() { # start NAME CMD...: runs CMD on the server CPU, logs to $logs/NAME.log
 	local name=$1
@@ -59,17 +70,27 @@ start() { # start NAME CMD...: runs CMD on the server CPU, logs to $logs/NAME.lo
 	taskset -c "$SERVER_CPU" "$@" >>"$logs/$name.log" 2>&1 &
 	pids+=($!)
 }
-start b1 "$bin" -listen 127.0.0.1:18181
-start b2 "$bin" -listen 127.0.0.1:18182
-start b3 "$bin" -listen 127.0.0.1:18183
+backends=127.0.0.1:18181,127.0.0.1:18182,127.0.0.1:18183
+start b1 "$bin" -listen 127.0.0.1:18181 -grpc.listen 127.0.0.1:19181
+start b2 "$bin" -listen 127.0.0.1:18182 -grpc.listen 127.0.0.1:19182
+start b3 "$bin" -listen 127.0.0.1:18183 -grpc.listen 127.0.0.1:19183
 start b4 "$bin" -listen 127.0.0.1:18184 -log.requests=false
-start proxy "$bin" -listen 127.0.0.1:18180 -proxy 127.0.0.1:18181,127.0.0.1:18182,127.0.0.1:18183
+start proxy "$bin" -listen 127.0.0.1:18180 -proxy "$backends"
+start proxy-p2c "$bin" -listen 127.0.0.1:18185 -proxy "$backends" -proxy.balancer p2c
+start proxy-hedge "$bin" -listen 127.0.0.1:18186 -proxy "$backends" -proxy.hedge-after 50ms
+start proxy-grpc "$bin" -listen 127.0.0.1:18187 -grpc.listen 127.0.0.1:19180 \
+	-proxy grpc://127.0.0.1:19181,127.0.0.1:19182,127.0.0.1:19183
+ports=(18181 18182 18183 18184 18180 18185 18186 18187)
+if [[ -n $OLD_BIN ]]; then
+	start proxy-old "$OLD_BIN" -listen 127.0.0.1:18189 -proxy "$backends"
+	ports+=(18189)
+fi
 if command -v nginx >/dev/null; then
 	mkdir -p "$logs/nginx" # its access log too
 	sed "s#@DIR@#$logs/nginx#g" scripts/bench-nginx.conf >"$logs/nginx/nginx.conf"
 	start nginx nginx -p "$logs/nginx" -c "$logs/nginx/nginx.conf" -g 'daemon off;'
 fi
-for port in 18181 18182 18183 18184 18180; do
+for port in "${ports[@]}"; do
 	for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.05; done
 done
 
@@ -77,17 +98,31 @@ declare -A urls=(
 	[direct]=http://127.0.0.1:18181/uppercase
 	[direct-nolog]=http://127.0.0.1:18184/uppercase
 	[proxy]=http://127.0.0.1:18180/uppercase
+	[proxy-p2c]=http://127.0.0.1:18185/uppercase
+	[proxy-hedge]=http://127.0.0.1:18186/uppercase
+	[proxy-old]=http://127.0.0.1:18189/uppercase
 	[count]=http://127.0.0.1:18180/count
+	[grpc-direct]=grpc://127.0.0.1:19181
+	[grpc-proxy]=grpc://127.0.0.1:19180
+	[http-grpc]=http://127.0.0.1:18187/uppercase
 )
-scenarios=(direct direct-nolog proxy)
+# proxy sits between p2c and nginx, the two it is most compared with.
+scenarios=(direct direct-nolog proxy-p2c proxy)
 if command -v nginx >/dev/null; then
 	urls[nginx]=http://127.0.0.1:18190/uppercase
-	scenarios+=(nginx) # right after proxy: the pair of proxy/nginx
+	scenarios+=(nginx)
 fi
+scenarios+=(proxy-hedge)
+[[ -z $OLD_BIN ]] || scenarios+=(proxy-old)
 scenarios+=(count)
+[[ $GRPC == 0 ]] || scenarios+=(grpc-direct grpc-proxy http-grpc)
 
-wrk_run() { # wrk_run URL DURATION → RESULT line
+wrk_run() { # wrk_run URL DURATION → RESULT line; a grpc://host:port URL runs grpcload
 	for f in "$logs"/*.log "$logs"/nginx/*.log; do : >"$f"; done
+	if [[ $1 == grpc://* ]]; then
+		taskset -c "$LOAD_CPU" "$work/grpcload" -addr "${1#grpc://}" -concurrency "$CONNS" -duration "$2"
+		return
+	fi
 	taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$2" -s scripts/bench.lua "$1" | grep '^RESULT'
 }
 for s in "${scenarios[@]}"; do wrk_run "${urls[$s]}" 1s >/dev/null; done # warm up
@@ -133,6 +168,14 @@ if [[ -n ${urls[nginx]:-} ]]; then
 	echo "proxy/nginx  = $(ratio proxy nginx)"
 fi
 echo "logging on/off (direct) = $(ratio direct direct-nolog)"
+echo "p2c/roundrobin (proxy) = $(ratio proxy-p2c proxy)"
+echo "idle hedge/none (proxy) = $(ratio proxy-hedge proxy)"
+[[ -z $OLD_BIN ]] || echo "proxy new/old = $(ratio proxy proxy-old)"
+if [[ $GRPC != 0 ]]; then
+	echo "grpc proxy/direct = $(ratio grpc-proxy grpc-direct)"
+	echo "http-grpc/direct (HTTP) = $(ratio http-grpc direct)"
+	echo "http-grpc/proxy (HTTP out) = $(ratio http-grpc proxy)"
+fi
 
 [[ $RATE != 0 ]] || exit 0 # RATE=0: no fixed-rate run
 echo
