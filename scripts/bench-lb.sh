@@ -110,10 +110,10 @@ printf "%-10s %8s %8s %9s %8s %18s\n" proxy "p50 us" "p99 us" "p99.9 us" failed 
 for b in nohedge:18272 hedge:18273; do
 	name=${b%%:*} port=${b#*:}
 	up0=$(metric "$port" 'stringsvc_upstream_requests_total\{')
-	req0=$(metric "$port" 'stringsvc_requests_total\{method="uppercase"')
+	req0=$(metric "$port" 'stringsvc_requests_total\{[^}]*method="uppercase"')
 	line=$(openloop "$port" "$TAIL_RATE" "$TAIL_DURATION" "$name")
 	up=$(($(metric "$port" 'stringsvc_upstream_requests_total\{') - up0))
-	req=$(($(metric "$port" 'stringsvc_requests_total\{method="uppercase"') - req0))
+	req=$(($(metric "$port" 'stringsvc_requests_total\{[^}]*method="uppercase"') - req0))
 	printf "%-10s %8s %8s %9s %8s %18.3f\n" "$name" "$(field p50_us <<<"$line")" "$(field p99_us <<<"$line")" \
 		"$(field p999_us <<<"$line")" "$(field failed <<<"$line")" "$(awk -v a="$up" -v b="$req" 'BEGIN { print a / b }')"
 done
@@ -124,10 +124,10 @@ printf "%-10s %18s %14s\n" proxy "attempts/request" "refused"
 for b in budget:18274 nobudget:18275; do
 	name=${b%%:*} port=${b#*:}
 	up0=$(metric "$port" 'stringsvc_upstream_requests_total\{')
-	req0=$(metric "$port" 'stringsvc_requests_total\{method="uppercase"')
+	req0=$(metric "$port" 'stringsvc_requests_total\{[^}]*method="uppercase"')
 	openloop "$port" "$RATE" "$DURATION" "$name" >/dev/null
 	up=$(($(metric "$port" 'stringsvc_upstream_requests_total\{') - up0))
-	req=$(($(metric "$port" 'stringsvc_requests_total\{method="uppercase"') - req0))
+	req=$(($(metric "$port" 'stringsvc_requests_total\{[^}]*method="uppercase"') - req0))
 	printf "%-10s %18.3f %14s\n" "$name" "$(awk -v a="$up" -v b="$req" 'BEGIN { print a / b }')" \
 		"$(metric "$port" 'stringsvc_upstream_retries_refused_total')"
 done
