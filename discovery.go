@@ -60,7 +60,7 @@ func followInstances(target proxyTarget, cfg discoveryConfig, factory sd.Factory
 		if err != nil {
 			return nil, err
 		}
-		source = kind
+		source, closeAll = kind, client.Close
 		instancer = consul.NewInstancer(client, cfg.ServiceName, cfg.ProxyTag, 0,
 			dm.errors.WithLabelValues(source), logger)
 	case "zk":
@@ -245,7 +245,7 @@ func newRegistrar(cfg discoveryConfig, advertise, scheme string, m instance.Regi
 		r, err := consul.NewRegistrar(client, consul.Service{
 			Name: cfg.ServiceName, Addr: advertise, Tags: cfg.RegistryTags, Scheme: scheme, Check: check,
 		}, m, logger)
-		return r, func() {}, err
+		return r, client.Close, err
 	case "zk":
 		client, err := zk.NewClient(cfg.Registry.endpoints, cfg.ZKSession, logger)
 		if err != nil {

@@ -165,7 +165,11 @@ func parseEndpoints(scheme, list string) ([]string, error) {
 		e = strings.TrimPrefix(strings.TrimSpace(e), scheme+"://")
 		host, port, err := net.SplitHostPort(e)
 		if err != nil || host == "" || !validPort(port) {
-			return nil, fmt.Errorf("%s endpoint %q: want host:port (%s://host:port[,host:port...])", scheme, e, scheme)
+			form := scheme + "://host:port[,host:port...]"
+			if scheme == "consul" {
+				form = "consul://host:port, the local agent"
+			}
+			return nil, fmt.Errorf("%s endpoint %q: want host:port (%s)", scheme, e, form)
 		}
 		endpoints = append(endpoints, e)
 	}

@@ -63,6 +63,10 @@ func NewClient(addr, token string) (*Client, error) {
 	}, nil
 }
 
+// Close closes the client's idle connections to the agent. Calls made
+// after it open new ones.
+func (c *Client) Close() { c.http.CloseIdleConnections() }
+
 // registration is the body of PUT /v1/agent/service/register.
 type registration struct {
 	ID      string
