@@ -351,3 +351,23 @@ func runBinaryToExit(tb testing.TB, bin string, args ...string) (out string, cod
 	}
 	return p.Out.String(), code, took
 }
+
+// TestConsulGRPCRegistration: with -registry.transport grpc an instance
+// registers its gRPC address, the agent checks it with gRPC's health
+// protocol, and a proxy following Consul calls it over gRPC.
+func TestConsulGRPCRegistration(t *testing.T) {
+	agent := testenv.StartConsul(t).Addr
+	args := append(consulBackendArgs(agent), "-grpc.listen", "127.0.0.1:0", "-registry.transport", "grpc")
+	backend := startStringsvc(t, args...)
+	grpcAddr := backend.stderr.WaitMatch(t, grpcListeningLine, backend.exited, waitTimeout)[1]
+	testenv.PollUntil(t, 15*time.Second, "the agent passes the gRPC health check", func() bool {
+		return consulStatus(t, agent)[grpcAddr] == "passing"
+	})
+	proxy := startStringsvc(t, consulProxyArgs(agent)...)
+	testenv.PollUntil(t, 10*time.Second, "proxy follows the gRPC instance",
+		hasSet(t, proxy.addr, []string{"grpc://" + grpcAddr}))
+	sendN(t, proxy.addr, 10)
+	if got := successes(t, proxy.addr)["grpc://"+grpcAddr]; got != 10 {
+		t.Errorf("successes through grpc://%s = %v; want 10", grpcAddr, got)
+	}
+}

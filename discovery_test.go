@@ -411,3 +411,25 @@ func TestDNSSRVDiscovery(t *testing.T) {
 	ok, failures := load.Stop()
 	checkNoFailures(t, "load across the DNS changes", ok, failures)
 }
+
+// TestEtcdGRPCRegistration: with -registry.transport grpc the etcd value is
+// grpc://<gRPC address>, and a proxy following etcd calls it over gRPC.
+func TestEtcdGRPCRegistration(t *testing.T) {
+	etcd := testenv.StartEtcd(t)
+	registry := "etcd://" + etcd.Endpoint
+	backend := startStringsvc(t, append(backendArgs(registry), "-grpc.listen", "127.0.0.1:0",
+		"-registry.transport", "grpc")...)
+	grpcAddr := backend.stderr.WaitMatch(t, grpcListeningLine, backend.exited, waitTimeout)[1]
+	cli := newTestEtcdClient(t, etcd)
+	prefix := etcdsd.ServicePrefix("stringsvc")
+	testenv.PollUntil(t, 5*time.Second, "the gRPC registration in etcd", func() bool {
+		return etcdEntries(t, cli, prefix)[prefix+grpcAddr].value == "grpc://"+grpcAddr
+	})
+	proxy := startStringsvc(t, proxyArgs(registry)...)
+	testenv.PollUntil(t, 5*time.Second, "proxy follows the gRPC instance",
+		hasSet(t, proxy.addr, []string{"grpc://" + grpcAddr}))
+	sendN(t, proxy.addr, 10)
+	if got := successes(t, proxy.addr)["grpc://"+grpcAddr]; got != 10 {
+		t.Errorf("successes through grpc://%s = %v; want 10", grpcAddr, got)
+	}
+}

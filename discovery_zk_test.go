@@ -311,3 +311,25 @@ func TestZooKeeperBadRegistry(t *testing.T) {
 		unreachable: fmt.Sprintf("zk://127.0.0.1:%d", testenv.FreePort(t)),
 	})
 }
+
+// TestZooKeeperGRPCRegistration: with -registry.transport grpc the node,
+// named for the gRPC address, holds grpc://<address>, and a proxy following
+// ZooKeeper calls it over gRPC.
+func TestZooKeeperGRPCRegistration(t *testing.T) {
+	z := testenv.StartZooKeeper(t)
+	backend := startStringsvc(t, append(zkBackendArgs(z.Addr), "-grpc.listen", "127.0.0.1:0",
+		"-registry.transport", "grpc")...)
+	grpcAddr := backend.stderr.WaitMatch(t, grpcListeningLine, backend.exited, waitTimeout)[1]
+	conn := newTestZKConn(t, z)
+	testenv.PollUntil(t, 10*time.Second, "the gRPC registration in ZooKeeper", func() bool {
+		nodes, err := readZKNodes(conn)
+		return err == nil && nodes[grpcAddr].data == "grpc://"+grpcAddr
+	})
+	proxy := startStringsvc(t, zkProxyArgs(z.Addr)...)
+	testenv.PollUntil(t, 10*time.Second, "proxy follows the gRPC instance",
+		hasSet(t, proxy.addr, []string{"grpc://" + grpcAddr}))
+	sendN(t, proxy.addr, 10)
+	if got := successes(t, proxy.addr)["grpc://"+grpcAddr]; got != 10 {
+		t.Errorf("successes through grpc://%s = %v; want 10", grpcAddr, got)
+	}
+}
