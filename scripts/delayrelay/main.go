@@ -25,10 +25,9 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "delayrelay:", err)
-		os.Exit(2)
-	}
+	err := run(os.Args[1:]) // it returns only on an error
+	fmt.Fprintln(os.Stderr, "delayrelay:", err)
+	os.Exit(2)
 }
 
 type relay struct {
