@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // config is everything run needs to know, from flags and environment,
@@ -36,12 +38,13 @@ type config struct {
 	grpcAdvertise     string      // host:port proxies reach the gRPC server at
 	registryTransport string      // what the registration advertises: "http" or "grpc"
 	grpc              grpcOptions // MaxRecvMsgSize is set from maxBodyBytes
+	otel              otelConfig  // its zero value traces nothing
 	proxyConfig
 	discoveryConfig
 }
 
-// proxyConfig tunes the proxying middleware. Every field has a documented
-// default in parseConfig.
+// proxyConfig tunes the proxying middleware. Every field but Tracer has a
+// documented default in parseConfig.
 type proxyConfig struct {
 	Balancer       string        // "roundrobin", "random" or "p2c"
 	Attempts       int           // attempts per request, at least 1
@@ -64,6 +67,11 @@ type proxyConfig struct {
 	BreakerCooldown    time.Duration // open time before a probe
 
 	MaxIdleConnsPerHost int // kept-alive connections per instance
+
+	// Tracer, set by run when tracing is on, gives each call to an instance
+	// a client span whose context is sent along; nil: no spans, and
+	// nothing is sent.
+	Tracer trace.Tracer
 }
 
 // discoveryConfig says where this instance registers itself and how a proxy
@@ -147,6 +155,14 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	fs.DurationVar(&cfg.grpc.KeepaliveTime, "grpc.keepalive.time", time.Minute, "ping a gRPC connection that has been silent this long")
 	fs.DurationVar(&cfg.grpc.KeepaliveTimeout, "grpc.keepalive.timeout", 20*time.Second, "close a gRPC connection whose ping is unanswered this long")
 	fs.StringVar(&cfg.registryTransport, "registry.transport", "http", "what -registry advertises: http (the -advertise address) or grpc (grpc://<-grpc.advertise>, needs -grpc.listen)")
+	var otelEndpoint, otelProtocol string
+	var otelRatio optionalRatio
+	fs.StringVar(&otelEndpoint, "otel.endpoint", "", "OpenTelemetry: OTLP collector URL traces are exported to, e.g. http://127.0.0.1:4318 "+
+		"(a URL without a path gets /v1/traces); default $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or $OTEL_EXPORTER_OTLP_ENDPOINT; empty: no tracing")
+	fs.StringVar(&otelProtocol, "otel.protocol", "", "OTLP protocol: http/protobuf or grpc "+
+		"(default $OTEL_EXPORTER_OTLP_TRACES_PROTOCOL or $OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf)")
+	fs.Func("otel.sample-ratio", "share of the traces started here that are sampled, 0 to 1; a request with a traceparent "+
+		"follows its caller's decision (default from $OTEL_TRACES_SAMPLER and $OTEL_TRACES_SAMPLER_ARG, else 1)", otelRatio.set)
 	fs.StringVar(&cfg.Balancer, "proxy.balancer", "roundrobin", "load balancer: roundrobin, random or p2c (least loaded of two: peak-EWMA latency × in-flight)")
 	fs.IntVar(&cfg.Attempts, "proxy.attempts", 3, "attempts per proxied request (first try included)")
 	fs.DurationVar(&cfg.AttemptTimeout, "proxy.attempt-timeout", 100*time.Millisecond, "time allowed to one attempt")
@@ -221,6 +237,10 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	}
 	cfg.RegistryTags = splitList(tags)
 	if err := cfg.parse(registry, dnsServer); err != nil {
+		return cfg, usageError{err}
+	}
+	var err error
+	if cfg.otel, err = parseOTel(otelEndpoint, otelProtocol, otelRatio, cfg.ServiceName, getenv); err != nil {
 		return cfg, usageError{err}
 	}
 	return cfg, nil

@@ -14,6 +14,10 @@ import (
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	group "github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc/filters"
+	"go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -40,6 +44,10 @@ type grpcOptions struct {
 	// pings it, and KeepaliveTimeout how long it waits for the answer before
 	// closing it. 0 keeps gRPC's 2 hours and 20 seconds.
 	KeepaliveTime, KeepaliveTimeout time.Duration
+	// TracerProvider, when set, gives each call of the service a server
+	// span (otelgrpc), the child of the caller's traceparent if it sent
+	// one. nil: no spans.
+	TracerProvider trace.TracerProvider
 }
 
 // newGRPCServer returns a gRPC server for the two endpoints, the same
@@ -73,6 +81,17 @@ func newGRPCServer(uppercase, count endpoint.Endpoint, opts grpcOptions, reg pro
 	}
 	if opts.MaxRecvMsgSize > 0 {
 		serverOpts = append(serverOpts, grpc.MaxRecvMsgSize(opts.MaxRecvMsgSize))
+	}
+	if opts.TracerProvider != nil {
+		// Health checks and reflection are not traced: probes would drown
+		// the calls. The meter provider is a no-op one, not the global one:
+		// Prometheus has the metrics already.
+		serverOpts = append(serverOpts, grpc.StatsHandler(otelgrpc.NewServerHandler(
+			otelgrpc.WithTracerProvider(opts.TracerProvider),
+			otelgrpc.WithPropagators(traceContext),
+			otelgrpc.WithMeterProvider(noop.NewMeterProvider()),
+			otelgrpc.WithFilter(filters.ServiceName(grpcServiceName)),
+		)))
 	}
 	srv := grpc.NewServer(serverOpts...)
 
@@ -150,7 +169,8 @@ type grpcErrorLogger struct{ logger log.Logger }
 func (h grpcErrorLogger) Handle(ctx context.Context, err error) {
 	if httpStatus := errorStatus(err); httpStatus >= 500 {
 		method, _ := grpc.Method(ctx)
-		h.logger.Log("msg", "grpc call failed", "method", method, "code", grpcCode(err), "err", err)
+		h.logger.Log(appendTraceIDs(ctx,
+			[]any{"msg", "grpc call failed", "method", method, "code", grpcCode(err), "err", err})...)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/go-kit/log"
+	"go.opentelemetry.io/otel/trace"
 
 	"stringsvc/internal/logfmt"
 )
@@ -20,7 +21,7 @@ type loggingMiddleware struct {
 
 func (mw loggingMiddleware) Uppercase(ctx context.Context, s string) (output string, err error) {
 	defer func(begin time.Time) {
-		mw.log(
+		mw.log(ctx,
 			"method", "uppercase",
 			"input", truncate(s),
 			"output", truncate(output),
@@ -33,7 +34,7 @@ func (mw loggingMiddleware) Uppercase(ctx context.Context, s string) (output str
 
 func (mw loggingMiddleware) Count(ctx context.Context, s string) (n int) {
 	defer func(begin time.Time) {
-		mw.log(
+		mw.log(ctx,
 			"method", "count",
 			"input", truncate(s),
 			"n", n,
@@ -43,20 +44,33 @@ func (mw loggingMiddleware) Count(ctx context.Context, s string) (n int) {
 	return mw.next.Count(ctx, s)
 }
 
-// log is mw.logger.Log(keyvals...) through a recycled slice. go-kit's
+// log is mw.logger.Log(keyvals...) through a recycled slice, with the
+// trace and span IDs of ctx's span when it is sampled. go-kit's
 // Logger contract forbids a logger to keep keyvals or its elements without
 // copying them, so the slice can carry the next line; keyvals itself then
 // stays on the caller's stack. One allocation of four per line, and the
 // largest (160 bytes).
-func (mw loggingMiddleware) log(keyvals ...any) {
+func (mw loggingMiddleware) log(ctx context.Context, keyvals ...any) {
 	kv := keyvalSlices.Get().(*[]any)
-	*kv = append((*kv)[:0], keyvals...)
+	*kv = appendTraceIDs(ctx, append((*kv)[:0], keyvals...))
 	mw.logger.Log(*kv...)
 	clear(*kv) // let the values go
 	keyvalSlices.Put(kv)
 }
 
 var keyvalSlices = sync.Pool{New: func() any { kv := make([]any, 0, 16); return &kv }}
+
+// appendTraceIDs appends "trace_id" and "span_id" with the IDs of ctx's
+// span when it is sampled, so that a request's log lines and its trace lead
+// to each other; otherwise keyvals as they are, for the cost of a context
+// lookup.
+func appendTraceIDs(ctx context.Context, keyvals []any) []any {
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsSampled() {
+		return keyvals
+	}
+	return append(keyvals, "trace_id", sc.TraceID().String(), "span_id", sc.SpanID().String())
+}
 
 // maxLoggedRunes bounds a logged value: a 1 MiB input must not become a
 // 1 MiB log line.

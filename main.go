@@ -76,6 +76,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	reg := prometheus.NewRegistry()
 	m := newMetrics(reg)
 	dm := newDiscoveryMetrics(reg)
+	tp, err := newTracerProvider(cfg.otel, logger)
+	if err != nil {
+		return err
+	}
+	defer shutdownTracing(tp, logger) // for an early return; after g.Run it is done already
+	// The layers that trace get the provider through cfg; nil leaves tracing out.
+	if tp != nil {
+		cfg.Tracer, cfg.grpc.TracerProvider = tp.Tracer(tracerName), tp
+	}
 
 	svc, ready, stopProxy, err := newService(cfg, m, dm, logger)
 	if err != nil {
@@ -86,6 +95,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	handler := newHTTPHandler(uppercase, count, ready,
 		promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), cfg.maxBodyBytes,
 		log.With(logger, "component", "http"))
+	if cfg.Tracer != nil {
+		handler = traceRequests(cfg.Tracer, handler)
+	}
 
 	ln, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
@@ -131,6 +143,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 	err = g.Run()
+	shutdownTracing(tp, logger) // the servers have drained: every span has ended
 	logger.Log("msg", "stopped", "err", err)
 	return err
 }

@@ -19,6 +19,8 @@ import (
 	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
@@ -86,6 +88,9 @@ func newProxyingMiddleware(src lb.Endpointer, cfg proxyConfig, m *metrics) Servi
 		Metrics: lb.Metrics{
 			Retries: m.retries, RetriesRefused: m.retriesRefused, Hedges: m.hedges, HedgesWon: m.hedgesWon,
 		},
+	}
+	if cfg.Tracer != nil {
+		policy.Observe = observeAttempts(cfg.Tracer)
 	}
 	uppercase := lb.Retry(src, balancer, policy)
 	return func(next StringService) StringService {
@@ -158,6 +163,9 @@ func (u *upstreams) Factory(instance string) (endpoint.Endpoint, io.Closer, erro
 	e = circuitbreaker.Gobreaker(breaker)(e)
 	e = ratelimit.NewErroringLimiter(limiter)(e)
 	e = u.observeOutcomes(instance)(e)
+	if u.cfg.Tracer != nil {
+		e = traceAttempts(target)(e)
+	}
 
 	up := &upstream{instance: &lb.Instance{Name: instance, Endpoint: e, Available: func() bool {
 		return breaker.State() != gobreaker.StateOpen && (limit == rate.Inf || limiter.Tokens() >= 1)
@@ -232,34 +240,57 @@ func (u *upstreams) newBreaker(instance string) *gobreaker.CircuitBreaker {
 
 // observeOutcomes counts each call of an instance's endpoint by outcome.
 func (u *upstreams) observeOutcomes(instance string) endpoint.Middleware {
-	outcome := func(name string) prometheus.Counter {
-		return u.metrics.upstream.WithLabelValues(instance, name)
+	var counters [outcomeLimited + 1]prometheus.Counter
+	for o := range outcomeLimited {
+		counters[o] = u.metrics.upstream.WithLabelValues(instance, o.String())
 	}
-	success, business, failure := outcome("success"), outcome("business_error"), outcome("error")
-	timeout, canceled, open := outcome("timeout"), outcome("canceled"), outcome("breaker_open")
-	limited := u.metrics.limited.WithLabelValues(instance)
+	counters[outcomeLimited] = u.metrics.limited.WithLabelValues(instance)
 	return func(next endpoint.Endpoint) endpoint.Endpoint {
 		return func(ctx context.Context, request any) (any, error) {
 			response, err := next(ctx, request)
-			switch {
-			case err == nil && response.(uppercaseResponse).err == nil:
-				success.Inc()
-			case err == nil:
-				business.Inc()
-			case errors.Is(err, ratelimit.ErrLimited):
-				limited.Inc()
-			case errors.Is(err, gobreaker.ErrOpenState), errors.Is(err, gobreaker.ErrTooManyRequests):
-				open.Inc()
-			case errors.Is(err, context.DeadlineExceeded):
-				timeout.Inc()
-			case errors.Is(err, context.Canceled):
-				canceled.Inc()
-			default:
-				failure.Inc()
-			}
+			counters[outcomeOf(response, err)].Inc()
 			return response, err
 		}
 	}
+}
+
+// outcome is what became of one call of an instance: the outcome label of
+// stringsvc_upstream_requests_total, or a refusal by the instance's
+// limiter, counted apart.
+type outcome int
+
+const (
+	outcomeSuccess outcome = iota
+	outcomeBusinessError
+	outcomeError
+	outcomeTimeout
+	outcomeCanceled
+	outcomeBreakerOpen
+	outcomeLimited // last: not an outcome label
+)
+
+var outcomeNames = [...]string{
+	"success", "business_error", "error", "timeout", "canceled", "breaker_open", "limited",
+}
+
+func (o outcome) String() string { return outcomeNames[o] }
+
+func outcomeOf(response any, err error) outcome {
+	switch {
+	case err == nil && response.(uppercaseResponse).err == nil:
+		return outcomeSuccess
+	case err == nil:
+		return outcomeBusinessError
+	case errors.Is(err, ratelimit.ErrLimited):
+		return outcomeLimited
+	case errors.Is(err, gobreaker.ErrOpenState), errors.Is(err, gobreaker.ErrTooManyRequests):
+		return outcomeBreakerOpen
+	case errors.Is(err, context.DeadlineExceeded):
+		return outcomeTimeout
+	case errors.Is(err, context.Canceled):
+		return outcomeCanceled
+	}
+	return outcomeError
 }
 
 type closerFunc func() error
@@ -284,8 +315,10 @@ func newUppercaseProxy(target *url.URL, maxIdleConns int) (endpoint.Endpoint, fu
 // makeUppercaseProxy returns an endpoint that POSTs an uppercaseRequest to
 // one instance through client, with the attempt's remaining time in
 // timeoutHeader, so that the instance stops working when the proxy stops
-// waiting. Transport failures, 5xx and 429 come back as errors (retried,
-// counted by the breaker); an answer the instance gave on purpose comes
+// waiting, and the attempt's span context in traceparent when it has one
+// (with tracing off, ctx has none, and nothing is written). Transport
+// failures, 5xx and 429 come back as errors (retried, counted by the
+// breaker); an answer the instance gave on purpose comes
 // back inside the response, neither retried nor a breaker failure: ErrEmpty
 // (our 400 or stringsvc3's 200 {"err":"empty string"}) reaches the client
 // as 400, any other 4xx as 502.
@@ -298,16 +331,25 @@ func makeUppercaseProxy(client *h1.Client) endpoint.Endpoint {
 		if deadline, ok := ctx.Deadline(); ok {
 			b = appendTimeoutHeader(b, time.Until(deadline))
 		}
+		sc := trace.SpanContextFromContext(ctx)
+		if sc.IsValid() {
+			b = appendTraceContext(b, sc)
+		}
 		headerLen := len(b)
 		b = append(b, `{"s":`...)
 		b = append(jsonfield.AppendString(b, req.S), '}')
 		*buf = b
 		var response any
+		answered := 0
 		err := client.Post(ctx, b[:headerLen], b[headerLen:], func(status int, answer []byte) error {
 			var err error
+			answered = status
 			response, err = decodeUppercaseResponse(status, answer)
 			return err
 		})
+		if sc.IsValid() && answered != 0 {
+			trace.SpanFromContext(ctx).SetAttributes(semconv.HTTPResponseStatusCode(answered))
+		}
 		return response, err
 	}
 }
@@ -344,16 +386,19 @@ func dialGRPCInstance(addr string) (*grpc.ClientConn, error) {
 
 // makeUppercaseGRPCProxy returns an endpoint that calls Uppercase on the
 // instance behind conn; the request's remaining deadline travels with it
-// (grpc-timeout). As makeUppercaseProxy does for HTTP, an answer the
-// instance gave on purpose, INVALID_ARGUMENT, comes back inside the
-// response, neither retried nor a breaker failure: ErrEmpty for "empty
-// string", errUpstream for anything else. Every other code is an error,
-// a context error where the call ran out of time or was canceled.
+// (grpc-timeout), and its span context, if it has one (traceparent). As
+// makeUppercaseProxy does for HTTP, an answer the instance gave on
+// purpose, INVALID_ARGUMENT, comes back inside the response, neither
+// retried nor a breaker failure: ErrEmpty for "empty string", errUpstream
+// for anything else. Every other code is an error, a context error where
+// the call ran out of time or was canceled.
 func makeUppercaseGRPCProxy(conn *grpc.ClientConn) endpoint.Endpoint {
 	call := grpctransport.NewClient(conn, grpcServiceName, "Uppercase",
-		encodeGRPCUppercaseRequest, decodeGRPCUppercaseResponse, &pb.UppercaseResponse{}).Endpoint()
+		encodeGRPCUppercaseRequest, decodeGRPCUppercaseResponse, &pb.UppercaseResponse{},
+		grpctransport.ClientBefore(injectGRPCTraceContext)).Endpoint()
 	return func(ctx context.Context, request any) (any, error) {
 		response, err := call(ctx, request)
+		recordGRPCStatus(ctx, err)
 		if err != nil {
 			return decodeGRPCUpstreamError(ctx, err)
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/go-kit/kit/endpoint"
 	httptransport "github.com/go-kit/kit/transport/http"
 	"github.com/go-kit/log"
+	"go.opentelemetry.io/otel/trace"
 
 	"stringsvc/internal/jsonfield"
 )
@@ -161,14 +162,17 @@ type errorEncoder struct {
 	errorLog log.Logger
 }
 
-func (ee errorEncoder) encode(_ context.Context, err error, w http.ResponseWriter) {
+func (ee errorEncoder) encode(ctx context.Context, err error, w http.ResponseWriter) {
 	status := errorStatus(err)
 	msg := err.Error()
 	if status >= 500 || status == statusClientClosedRequest {
 		msg = statusMessage(status)
 	}
 	if status >= 500 && ee.errorLog != nil {
-		ee.errorLog.Log("msg", "request failed", "status", status, "err", err)
+		ee.errorLog.Log(appendTraceIDs(ctx, []any{"msg", "request failed", "status", status, "err", err})...)
+	}
+	if status >= 500 {
+		trace.SpanFromContext(ctx).RecordError(err) // the cause, which the client is not told
 	}
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")

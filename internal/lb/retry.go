@@ -47,6 +47,23 @@ type Policy struct {
 	HedgeBudget *Budget
 
 	Metrics Metrics
+
+	// Observe, when set, is called as each call to an instance starts, with
+	// the context the call will get; the call gets the context it returns
+	// (one carrying a span, say), and done is called with the call's error
+	// when it returns. nil: nothing is observed, at no cost.
+	Observe func(ctx context.Context, a Attempt) (_ context.Context, done func(err error))
+}
+
+// Attempt describes one call to an instance, for Policy.Observe.
+type Attempt struct {
+	Instance string // the instance's Name
+	// Number counts attempts as Policy.Attempts does: 1 for the first, n+1
+	// for the retry after n failed ones. An instance that refuses at once
+	// spends none, so the call after a refusal has the refused one's
+	// number, and a hedge has the number of the attempt it hedges.
+	Number int
+	Hedge  bool // the call is a hedge, sent beside attempt Number
 }
 
 // Metrics are the counters Retry reports; a nil one is not reported.
@@ -105,7 +122,7 @@ func Retry(src Endpointer, b Balancer, p Policy) endpoint.Endpoint {
 			if err != nil {
 				return nil, err
 			}
-			response, err := p.attempt(ctx, src, instance, request, deadline, attempts == 0)
+			response, err := p.attempt(ctx, src, instance, request, deadline, attempts+1)
 			switch {
 			case err == nil:
 				return response, nil
@@ -163,22 +180,27 @@ func (p Policy) retryAllowed(ctx context.Context, n int, deadline time.Time) boo
 	}
 }
 
-// attempt calls instance once, under the attempt's deadline, measuring it.
-// A first attempt may be hedged.
+// attempt calls instance once as attempt number n, under the attempt's
+// deadline, measuring it. A first attempt may be hedged.
 func (p Policy) attempt(ctx context.Context, src Endpointer, instance *Instance, request any,
-	deadline time.Time, first bool) (any, error) {
-	if first && p.HedgeAfter > 0 && len(src.Instances()) > 1 {
+	deadline time.Time, n int) (any, error) {
+	if n == 1 && p.HedgeAfter > 0 && len(src.Instances()) > 1 {
 		return p.hedged(ctx, src, instance, request, deadline)
 	}
 	attemptCtx, cancel := context.WithDeadline(ctx, earliest(time.Now().Add(p.AttemptTimeout), deadline))
 	defer cancel()
-	return p.call(attemptCtx, instance, request)
+	return p.call(attemptCtx, instance, request, n, false)
 }
 
-// call calls instance and records the call's latency and in-flight count on
-// it. A failure counts as taking the whole attempt timeout; a refusal and a
-// call cancelled by its caller are not measured.
-func (p Policy) call(ctx context.Context, instance *Instance, request any) (any, error) {
+// call calls instance, as attempt number n or its hedge, and records the
+// call's latency and in-flight count on it. A failure counts as taking the
+// whole attempt timeout; a refusal and a call cancelled by its caller are
+// not measured.
+func (p Policy) call(ctx context.Context, instance *Instance, request any, n int, hedge bool) (any, error) {
+	var done func(error)
+	if p.Observe != nil {
+		ctx, done = p.Observe(ctx, Attempt{Instance: instance.Name, Number: n, Hedge: hedge})
+	}
 	instance.inflight.Add(1)
 	begin := time.Now()
 	response, err := instance.Endpoint(ctx, request)
@@ -190,6 +212,9 @@ func (p Policy) call(ctx context.Context, instance *Instance, request any) (any,
 	case RefusedAtOnce(err) || errors.Is(err, context.Canceled):
 	default:
 		instance.observe(max(end.Sub(begin), p.AttemptTimeout), end)
+	}
+	if done != nil {
+		done(err)
 	}
 	return response, err
 }
@@ -224,14 +249,14 @@ func (p Policy) hedged(ctx context.Context, src Endpointer, instance *Instance, 
 		hedgeCtx, cancel := context.WithDeadline(ctx, earliest(time.Now().Add(p.AttemptTimeout), deadline))
 		started <- cancel
 		go func() {
-			response, err := p.call(hedgeCtx, other, request)
+			response, err := p.call(hedgeCtx, other, request, 1, true)
 			if err == nil {
 				cancelFirst() // the hedge answered first
 			}
 			result <- hedgeResult{response, err}
 		}()
 	})
-	response, err := p.call(firstCtx, instance, request)
+	response, err := p.call(firstCtx, instance, request, 1, false)
 	if timer.Stop() {
 		return response, err // answered before the hedge was due
 	}

@@ -96,7 +96,7 @@ var timestampPrefix atomic.Pointer[secondPrefix]
 // plainLogfmtKey reports whether go-logfmt writes key as it is.
 func plainLogfmtKey(key string) bool {
 	switch key {
-	case "method", "input", "output", "err", "took", "n", "msg": // the usual ones, without the scan
+	case "method", "input", "output", "err", "took", "n", "msg", "trace_id", "span_id": // the usual ones, without the scan
 		return true
 	}
 	for i := 0; i < len(key); i++ {

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// otelConfig says where spans go and how many. Its zero value traces
+// nothing.
+type otelConfig struct {
+	endpoint    string  // OTLP URL spans are sent to, the HTTP path included; empty: no tracing
+	protocol    string  // "http/protobuf" or "grpc"
+	sampleRatio float64 // share of the traces started here that are sampled, in [0, 1]
+	parentBased bool    // a request with a traceparent follows its caller's decision instead
+	serviceName string  // the resource's service.name
+}
+
+// optionalRatio is the -otel.sample-ratio flag: a number in [0, 1] and
+// whether it was given at all, since its default comes from the
+// environment.
+type optionalRatio struct {
+	v     float64
+	given bool
+}
+
+func (r *optionalRatio) set(s string) error {
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || !(v >= 0 && v <= 1) {
+		return errors.New("want a number from 0 to 1")
+	}
+	r.v, r.given = v, true
+	return nil
+}
+
+// otelSetting is a value of the tracing configuration and where it was
+// found (a flag or an environment variable), so an error can name it.
+type otelSetting struct{ from, value string }
+
+func (s otelSetting) String() string {
+	if strings.HasPrefix(s.from, "-") {
+		return fmt.Sprintf("%s %q", s.from, s.value)
+	}
+	return fmt.Sprintf("%s=%q", s.from, s.value)
+}
+
+// firstSetting is the flag's value if it is not empty, else the first of
+// the environment variables that is set.
+func firstSetting(getenv func(string) string, flagName, flagValue string, env ...string) otelSetting {
+	if flagValue != "" {
+		return otelSetting{flagName, flagValue}
+	}
+	for _, name := range env {
+		if v := getenv(name); v != "" {
+			return otelSetting{name, v}
+		}
+	}
+	return otelSetting{}
+}
+
+// parseOTel resolves the tracing configuration: the -otel.* flags first,
+// then OpenTelemetry's standard environment variables
+// (OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT and _PROTOCOL, OTEL_TRACES_SAMPLER
+// and _ARG, OTEL_SERVICE_NAME, OTEL_SDK_DISABLED, OTEL_TRACES_EXPORTER=none),
+// so a deployment that sets them for every service needs no flag here. The
+// environment is checked only when it turns tracing on.
+func parseOTel(endpoint, protocol string, ratio optionalRatio, serviceName string,
+	getenv func(string) string) (otelConfig, error) {
+	ep := firstSetting(getenv, "-otel.endpoint", endpoint,
+		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+	if ep.value == "" {
+		return otelConfig{}, nil
+	}
+	if ep.from != "-otel.endpoint" {
+		// The environment's endpoint may be meant for other programs, which
+		// these two turn off; a flag is meant for this one.
+		if strings.EqualFold(strings.TrimSpace(getenv("OTEL_SDK_DISABLED")), "true") {
+			return otelConfig{}, nil
+		}
+		switch exporter := getenv("OTEL_TRACES_EXPORTER"); exporter {
+		case "none":
+			return otelConfig{}, nil
+		case "", "otlp":
+		default:
+			return otelConfig{}, fmt.Errorf("OTEL_TRACES_EXPORTER=%q: want otlp or none", exporter)
+		}
+	}
+	cfg := otelConfig{protocol: "http/protobuf", serviceName: serviceName}
+	if p := firstSetting(getenv, "-otel.protocol", protocol,
+		"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"); p.value != "" {
+		if p.value != "http/protobuf" && p.value != "grpc" {
+			return otelConfig{}, fmt.Errorf("%v: want http/protobuf or grpc", p)
+		}
+		cfg.protocol = p.value
+	}
+	var err error
+	if cfg.endpoint, err = otlpTracesURL(ep, cfg.protocol); err != nil {
+		return otelConfig{}, err
+	}
+	if ratio.given {
+		cfg.sampleRatio, cfg.parentBased = ratio.v, true
+	} else if cfg.sampleRatio, cfg.parentBased, err = samplerFromEnv(getenv); err != nil {
+		return otelConfig{}, err
+	}
+	if name := getenv("OTEL_SERVICE_NAME"); name != "" {
+		cfg.serviceName = name
+	}
+	return cfg, nil
+}
+
+// otlpTracesURL checks an endpoint and returns the URL the exporter posts
+// to. OTEL_EXPORTER_OTLP_ENDPOINT is a base URL that gets /v1/traces after
+// its path, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is taken as it is (the
+// specification's rules), and -otel.endpoint gets /v1/traces only when it
+// has no path, so that both http://host:4318 and
+// http://host:4318/v1/traces work. gRPC ignores the path.
+func otlpTracesURL(ep otelSetting, protocol string) (string, error) {
+	u, err := url.Parse(ep.value)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return "", fmt.Errorf("%v: want an http:// or https:// URL such as http://127.0.0.1:4318", ep)
+	}
+	if protocol == "http/protobuf" {
+		switch {
+		case ep.from == "OTEL_EXPORTER_OTLP_ENDPOINT":
+			u.Path = strings.TrimSuffix(u.Path, "/") + "/v1/traces"
+		case ep.from == "-otel.endpoint" && (u.Path == "" || u.Path == "/"):
+			u.Path = "/v1/traces"
+		}
+	}
+	return u.String(), nil
+}
+
+// samplerFromEnv reads OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG:
+// the ratio of new traces to sample and whether a caller's decision wins.
+// Unset, it is the specification's default, parentbased_always_on.
+func samplerFromEnv(getenv func(string) string) (ratio float64, parentBased bool, err error) {
+	sampler := strings.ToLower(strings.TrimSpace(getenv("OTEL_TRACES_SAMPLER")))
+	kind, parentBased := strings.CutPrefix(sampler, "parentbased_")
+	switch {
+	case sampler == "":
+		return 1, true, nil
+	case kind == "always_on":
+		return 1, parentBased, nil
+	case kind == "always_off":
+		return 0, parentBased, nil
+	case kind != "traceidratio":
+		return 0, false, fmt.Errorf("OTEL_TRACES_SAMPLER=%q: want always_on, always_off, traceidratio "+
+			"or one of them after parentbased_", getenv("OTEL_TRACES_SAMPLER"))
+	}
+	arg := strings.TrimSpace(getenv("OTEL_TRACES_SAMPLER_ARG"))
+	if arg == "" {
+		return 1, parentBased, nil
+	}
+	var r optionalRatio
+	if err := r.set(arg); err != nil {
+		return 0, false, fmt.Errorf("OTEL_TRACES_SAMPLER_ARG=%q: %w", arg, err)
+	}
+	return r.v, parentBased, nil
+}
