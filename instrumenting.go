@@ -17,6 +17,7 @@ import (
 // request costs no label lookup.
 type metrics struct {
 	requests          *prometheus.CounterVec
+	requestErrors     *prometheus.CounterVec
 	duration          *prometheus.HistogramVec
 	countResult       prometheus.Histogram
 	upstream          *prometheus.CounterVec
@@ -35,6 +36,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "stringsvc_requests_total",
 			Help: "Requests served, by method and whether they returned an error.",
 		}, []string{"method", "error"}),
+		requestErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stringsvc_request_errors_total",
+			Help: "Requests that returned an error, by method and the HTTP status the error maps to (errorStatus): " +
+				"400 empty string, 499 client went away, 502, 503 and 504 upstream failures.",
+		}, []string{"method", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "stringsvc_request_duration_seconds",
 			Help:    "Time to serve a request, in seconds, by method and whether it returned an error.",
@@ -82,7 +88,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		"Per-instance decayed peak-EWMA latency the p2c balancer scores instances by (times in-flight + 1).",
 		[]string{"upstream"}, nil)}
 	reg.MustRegister(
-		m.requests, m.duration, m.countResult,
+		m.requests, m.requestErrors, m.duration, m.countResult,
 		m.upstream, m.retries, m.retriesRefused, m.hedges, m.hedgesWon, m.limited, m.breakerState, m.instances,
 		m.scores,
 		collectors.NewGoCollector(),
@@ -111,10 +117,38 @@ func (o requestObserver) observe(begin time.Time) {
 	o.duration.Observe(time.Since(begin).Seconds())
 }
 
+// errorCounter counts one method's errors by the HTTP status they map to.
+// The statuses a service error can map to have their series from the
+// start, so a ratio of them is 0, not missing, before the first error.
+type errorCounter struct {
+	byCode map[int]prometheus.Counter
+	vec    *prometheus.CounterVec // curried with the method, for any other code
+}
+
+func (m *metrics) errorCounter(method string) errorCounter {
+	c := errorCounter{byCode: make(map[int]prometheus.Counter),
+		vec: m.requestErrors.MustCurryWith(prometheus.Labels{"method": method})}
+	for _, code := range []int{400, statusClientClosedRequest, 500, 502, 503, 504} {
+		c.byCode[code] = c.vec.WithLabelValues(strconv.Itoa(code))
+	}
+	return c
+}
+
+func (c errorCounter) inc(err error) {
+	code := errorStatus(err)
+	counter, ok := c.byCode[code]
+	if !ok {
+		counter = c.vec.WithLabelValues(strconv.Itoa(code))
+	}
+	counter.Inc()
+}
+
 // instrumentingMiddleware records request count and latency per method and
-// error, and the distribution of Count's results.
+// error, errors by the status they map to, and the distribution of Count's
+// results.
 type instrumentingMiddleware struct {
 	uppercaseOK, uppercaseFailed requestObserver
+	uppercaseErrors              errorCounter
 	count                        requestObserver
 	countResult                  prometheus.Observer
 	next                         StringService
@@ -125,6 +159,7 @@ func newInstrumentingMiddleware(m *metrics) ServiceMiddleware {
 		return instrumentingMiddleware{
 			uppercaseOK:     m.requestObserver("uppercase", false),
 			uppercaseFailed: m.requestObserver("uppercase", true),
+			uppercaseErrors: m.errorCounter("uppercase"),
 			count:           m.requestObserver("count", false),
 			countResult:     m.countResult,
 			next:            next,
@@ -136,6 +171,7 @@ func (mw instrumentingMiddleware) Uppercase(ctx context.Context, s string) (outp
 	defer func(begin time.Time) {
 		if err != nil {
 			mw.uppercaseFailed.observe(begin)
+			mw.uppercaseErrors.inc(err)
 			return
 		}
 		mw.uppercaseOK.observe(begin)
