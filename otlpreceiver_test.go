@@ -2,9 +2,11 @@ package main
 
 import (
 	"compress/gzip"
+	"context"
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -15,12 +17,14 @@ import (
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 )
 
 // otlpReceiver is an OTLP/HTTP trace receiver on 127.0.0.1: it takes what
 // an OpenTelemetry collector takes at POST /v1/traces (protobuf, gzipped
-// or not), decodes it with OTLP's own Go types, and keeps the spans.
+// or not), decodes it with OTLP's own Go types, and keeps the spans. Or,
+// from newOTLPGRPCReceiver, the same over OTLP/gRPC.
 type otlpReceiver struct {
 	URL string // base URL, as -otel.endpoint takes it
 
@@ -71,7 +75,20 @@ func (r *otlpReceiver) serveHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	r.keep(&export)
+	answer, err := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-protobuf")
+	w.Write(answer) // the exporter retries what it does not get
+}
+
+// keep adds the spans of export.
+func (r *otlpReceiver) keep(export *coltracepb.ExportTraceServiceRequest) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	for _, rs := range export.GetResourceSpans() {
 		service := attrValue(rs.GetResource().GetAttributes(), "service.name")
 		for _, ss := range rs.GetScopeSpans() {
@@ -80,14 +97,41 @@ func (r *otlpReceiver) serveHTTP(w http.ResponseWriter, req *http.Request) {
 			}
 		}
 	}
-	r.mu.Unlock()
-	answer, err := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
+}
+
+// newOTLPGRPCReceiver is newOTLPReceiver for OTLP/gRPC: its URL is
+// http://127.0.0.1:port, as -otel.endpoint takes it with -otel.protocol grpc.
+func newOTLPGRPCReceiver(tb testing.TB) *otlpReceiver {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
+		tb.Fatal(err)
 	}
-	w.Header().Set("Content-Type", "application/x-protobuf")
-	w.Write(answer) // the exporter retries what it does not get
+	r := &otlpReceiver{URL: "http://" + ln.Addr().String()}
+	srv := grpc.NewServer()
+	coltracepb.RegisterTraceServiceServer(srv, otlpTraceService{r: r})
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		srv.Serve(ln) // returns when stopped
+	}()
+	tb.Cleanup(func() {
+		srv.Stop()
+		<-served
+	})
+	return r
+}
+
+// otlpTraceService is OTLP/gRPC's trace service, keeping what it is sent.
+type otlpTraceService struct {
+	coltracepb.UnimplementedTraceServiceServer
+	r *otlpReceiver
+}
+
+func (s otlpTraceService) Export(_ context.Context, export *coltracepb.ExportTraceServiceRequest) (
+	*coltracepb.ExportTraceServiceResponse, error) {
+	s.r.keep(export)
+	return &coltracepb.ExportTraceServiceResponse{}, nil
 }
 
 // trace returns the received spans of the trace traceID (hex), in the

@@ -410,3 +410,22 @@ func TestTracingGRPCEndToEnd(t *testing.T) {
 		}
 	})
 }
+
+// TestTracingOTLPGRPC exports over OTLP/gRPC instead, set up from the
+// environment alone.
+func TestTracingOTLPGRPC(t *testing.T) {
+	t.Parallel()
+	rcv := newOTLPGRPCReceiver(t)
+	backend := startStringsvcEnv(t, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": rcv.URL,
+		"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_SERVICE_NAME": "backend"})
+	tp := clientTrace(10, true)
+	if status, body := postTraced(t, "http://"+backend.addr+"/uppercase", `{"s":"hello"}`, tp); status != http.StatusOK {
+		t.Fatalf("POST /uppercase = %d %q; want 200", status, body)
+	}
+	if err := backend.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	spans := waitSpans(t, rcv, tp.traceID, 1)
+	checkSpan(t, oneSpan(t, spans, "backend", spanServer), "POST /uppercase", tp.spanID, statusOK,
+		map[string]string{"http.response.status_code": "200"})
+}
