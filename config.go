@@ -33,6 +33,7 @@ type config struct {
 	maxHeaderBytes    int
 	httpServer        string
 	shutdownTimeout   time.Duration
+	shutdownDelay     time.Duration // not ready, still serving, before the drain
 	debugListen       string
 	grpcListen        string      // empty: no gRPC
 	grpcAdvertise     string      // host:port proxies reach the gRPC server at
@@ -146,6 +147,7 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	fs.IntVar(&cfg.maxHeaderBytes, "http.max-header-bytes", 64<<10, "largest request header block accepted")
 	fs.StringVar(&cfg.httpServer, "http.server", "h1", "HTTP server: h1 (lean HTTP/1.1, internal/h1) or net/http")
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown.timeout", 10*time.Second, "how long in-flight requests may run after SIGINT/SIGTERM")
+	fs.DurationVar(&cfg.shutdownDelay, "shutdown.delay", 0, "after SIGINT/SIGTERM and deregistering, how long /readyz answers 503 and gRPC health NOT_SERVING while both servers still serve, before they drain (0: drain at once)")
 	fs.StringVar(&cfg.debugListen, "debug.listen", "", "address serving net/http/pprof (e.g. 127.0.0.1:6060); empty disables it")
 	fs.StringVar(&cfg.grpcListen, "grpc.listen", "", "gRPC listen address (e.g. 127.0.0.1:9090), served beside HTTP; empty: no gRPC")
 	fs.StringVar(&cfg.grpcAdvertise, "grpc.advertise", "", "host:port proxies reach the gRPC server at (default: the bound -grpc.listen address, which then needs a specific host)")
@@ -293,6 +295,8 @@ func (cfg config) validate() error {
 		return errors.New("-http.max-header-bytes: want at least 1")
 	case cfg.httpServer != "h1" && cfg.httpServer != "net/http":
 		return fmt.Errorf("-http.server %q: want h1 or net/http", cfg.httpServer)
+	case cfg.shutdownDelay < 0:
+		return errors.New("-shutdown.delay: want 0 or more")
 	case cfg.shutdownTimeout <= 0:
 		return errors.New("-shutdown.timeout must be positive")
 	case cfg.grpc.MaxConcurrentStreams < 1:

@@ -242,15 +242,17 @@ func addGRPCServer(g *group.Group, ln net.Listener, srv *grpc.Server, hs *grpche
 }
 
 // addGRPC adds to g the gRPC server of the two endpoints on ln, with its
-// health following ready.
+// health following ready, and returns the health server.
 func addGRPC(g *group.Group, cfg config, ln net.Listener, uppercase, count endpoint.Endpoint,
-	ready func() bool, reg prometheus.Registerer, logger log.Logger) {
+	ready func() bool, reg prometheus.Registerer, logger log.Logger) *grpchealth.Server {
 	opts := cfg.grpc
 	opts.MaxRecvMsgSize = int(min(cfg.maxBodyBytes, math.MaxInt32))
 	srv, hs := newGRPCServer(uppercase, count, opts, reg, log.With(logger, "component", "grpc"))
 	addGRPCServer(g, ln, srv, hs, cfg.shutdownTimeout, logger)
 	addGRPCReadiness(g, hs, ready, time.Second)
+	return hs
 }
+
 func encodeGRPCUppercaseRequest(_ context.Context, request any) (any, error) {
 	return &pb.UppercaseRequest{S: request.(uppercaseRequest).S}, nil
 }

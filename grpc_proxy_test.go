@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"os/exec"
 	"regexp"
 	"strings"
 	"sync"
@@ -274,5 +275,45 @@ func TestProgramGRPCDrain(t *testing.T) {
 	}
 	if err := proxy.Wait(t, waitTimeout); err != nil {
 		t.Errorf("proxy exited with %v after SIGTERM; want status 0\n%s", err, proxy.Out)
+	}
+}
+
+// TestProgramHealthDuringDrainDelay runs the built binary with
+// -shutdown.delay: after SIGTERM, grpc-health-probe sees NOT_SERVING and
+// /readyz answers 503 while both servers still serve, then it exits 0.
+func TestProgramHealthDuringDrainDelay(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	t.Parallel()
+	probe := goTool(t, "grpc-health-probe")
+	bin := buildBinary(t)
+	p := startProcess(t, bin, "-grpc.listen", "127.0.0.1:0", "-shutdown.delay", "5s")
+	grpcAddr := p.Out.WaitMatch(t, grpcListeningLine, p.Exited(), waitTimeout)[1]
+	probeSays := func(want string) bool {
+		out, err := runTool(t, probe, "-addr="+grpcAddr, "-service="+grpcServiceName)
+		if want == "SERVING" {
+			return err == nil && strings.Contains(out, "status: SERVING")
+		}
+		var exitErr *exec.ExitError // the probe's "unhealthy" is exit status 4
+		return errors.As(err, &exitErr) && exitErr.ExitCode() == 4 && strings.Contains(out, want)
+	}
+	testenv.PollUntil(t, waitTimeout, "grpc-health-probe says SERVING", func() bool { return probeSays("SERVING") })
+
+	p.Signal(t, syscall.SIGTERM)
+	p.Out.WaitMatch(t, regexp.MustCompile(`msg="not ready, serving on before the drain"`), p.Exited(), waitTimeout)
+	if !probeSays("NOT_SERVING") {
+		t.Errorf("grpc-health-probe during -shutdown.delay: not NOT_SERVING")
+	}
+	if got := getStatus(t, p.addr, "/readyz"); got != http.StatusServiceUnavailable {
+		t.Errorf("GET /readyz during -shutdown.delay = %d; want 503", got)
+	}
+	client := &http.Client{Timeout: waitTimeout}
+	if resp, body := send(t, client, http.MethodPost, "http://"+p.addr+"/uppercase", `{"s":"still"}`); resp.StatusCode != http.StatusOK {
+		t.Errorf("POST /uppercase during -shutdown.delay = %d %q; want 200 (still serving)", resp.StatusCode, body)
+	}
+	client.CloseIdleConnections()
+	if err := p.Wait(t, waitTimeout+5*time.Second); err != nil {
+		t.Errorf("exit after SIGTERM = %v; want status 0\n%s", err, p.Out)
 	}
 }

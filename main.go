@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"stringsvc/internal/grpchealth"
 	"stringsvc/internal/h1"
 	"stringsvc/internal/logfmt"
 )
@@ -81,16 +83,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer shutdownTracing(tp, logger) // for an early return; after g.Run it is done already
-	// The layers that trace get the provider through cfg; nil leaves tracing out.
-	if tp != nil {
-		cfg.Tracer, cfg.grpc.TracerProvider = tp.Tracer(tracerName), tp
-	}
+	cfg.useTracing(tp)
 
-	svc, ready, stopProxy, err := newService(cfg, m, dm, logger)
+	svc, serviceReady, stopProxy, err := newService(cfg, m, dm, logger)
 	if err != nil {
 		return err
 	}
 	defer stopProxy()
+	var draining atomic.Bool // set once SIGTERM's -shutdown.delay begins
+	ready := func() bool { return !draining.Load() && serviceReady() }
 	uppercase, count := makeUppercaseEndpoint(svc), makeCountEndpoint(svc) // HTTP and gRPC alike
 	handler := newHTTPHandler(uppercase, count, ready,
 		promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), cfg.maxBodyBytes,
@@ -99,21 +100,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		handler = traceRequests(cfg.Tracer, handler)
 	}
 
-	ln, err := net.Listen("tcp", cfg.listen)
+	ln, grpcLn, err := listen(cfg, logger)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.listen, err)
+		return err
 	}
-	defer ln.Close() // for a return before Serve; once serving, Shutdown closes it
+	// For a return before Serve; once serving, the servers close them.
+	defer ln.Close()
+	if grpcLn != nil {
+		defer grpcLn.Close()
+	}
 	srv := newHTTPServer(cfg, handler, logger)
-	logger.Log("msg", "listening", "addr", ln.Addr(), "proxy", cfg.proxy)
-	var grpcLn net.Listener
-	if cfg.grpcListen != "" {
-		if grpcLn, err = net.Listen("tcp", cfg.grpcListen); err != nil {
-			return fmt.Errorf("listen on -grpc.listen %s: %w", cfg.grpcListen, err)
-		}
-		defer grpcLn.Close() // as ln
-		logger.Log("msg", "grpc listening", "addr", grpcLn.Addr())
-	}
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -131,10 +127,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 	}
+	var hs *grpchealth.Server // set below when serving gRPC, before g runs
+	if cfg.shutdownDelay > 0 {
+		addDrainDelay(&g, cfg.shutdownDelay, &draining, &hs, logger)
+	}
 	if cfg.grpcListen != "" {
 		// Its interrupt only starts the drain, which then runs beside the
 		// HTTP server's.
-		addGRPC(&g, cfg, grpcLn, uppercase, count, ready, reg, logger)
+		hs = addGRPC(&g, cfg, grpcLn, uppercase, count, ready, reg, logger)
 	}
 	addHTTPServer(&g, srv, ln, cfg.shutdownTimeout, logger)
 	if cfg.debugListen != "" {
@@ -165,6 +165,46 @@ func newService(cfg config, m *metrics, dm *discoveryMetrics, logger log.Logger)
 		svc = loggingMiddleware{logger: logger, next: svc}
 	}
 	return newInstrumentingMiddleware(m)(svc), ready, stop, nil
+}
+
+// listen binds -listen and, if set, -grpc.listen (grpcLn is nil without
+// it), and logs the bound addresses.
+func listen(cfg config, logger log.Logger) (ln, grpcLn net.Listener, err error) {
+	if ln, err = net.Listen("tcp", cfg.listen); err != nil {
+		return nil, nil, fmt.Errorf("listen on %s: %w", cfg.listen, err)
+	}
+	logger.Log("msg", "listening", "addr", ln.Addr(), "proxy", cfg.proxy)
+	if cfg.grpcListen == "" {
+		return ln, nil, nil
+	}
+	if grpcLn, err = net.Listen("tcp", cfg.grpcListen); err != nil {
+		ln.Close()
+		return nil, nil, fmt.Errorf("listen on -grpc.listen %s: %w", cfg.grpcListen, err)
+	}
+	logger.Log("msg", "grpc listening", "addr", grpcLn.Addr())
+	return ln, grpcLn, nil
+}
+
+// addDrainDelay adds to g an actor whose interrupt sets draining (so
+// /readyz answers 503) and reports *hs, if any, NOT_SERVING, then waits
+// delay while the servers, interrupted after it, still serve: load
+// balancers and Kubernetes that poll readiness stop sending before the
+// listeners close.
+func addDrainDelay(g *group.Group, delay time.Duration, draining *atomic.Bool, hs **grpchealth.Server,
+	logger log.Logger) {
+	stop := make(chan struct{})
+	g.Add(func() error {
+		<-stop
+		return nil
+	}, func(error) {
+		draining.Store(true)
+		if *hs != nil {
+			(*hs).SetReady(false)
+		}
+		logger.Log("msg", "not ready, serving on before the drain", "delay", delay)
+		time.Sleep(delay) // a fixed wait by design: nothing to wait for but time
+		close(stop)
+	})
 }
 
 // addHTTPServer adds to g an actor serving srv on ln that, on interrupt,

@@ -81,6 +81,14 @@ func newTracerProvider(cfg otelConfig, logger log.Logger) (*sdktrace.TracerProvi
 	), nil
 }
 
+// useTracing gives the layers that trace the provider's tracer, through
+// cfg; a nil tp leaves tracing out.
+func (cfg *config) useTracing(tp *sdktrace.TracerProvider) {
+	if tp != nil {
+		cfg.Tracer, cfg.grpc.TracerProvider = tp.Tracer(tracerName), tp
+	}
+}
+
 // shutdownTracing exports the spans still buffered and stops tp (nil: does
 // nothing). It has a fresh timeout: by then run's context is done, and the
 // last requests' spans are worth the wait.
