@@ -24,6 +24,7 @@
 #   OLD_BIN=/tmp/old scripts/bench.sh    # and an older proxy beside the new, paired
 #   GRPC=0 scripts/bench.sh              # no gRPC scenarios
 set -euo pipefail
+shopt -s nullglob # the log globs below may match nothing (no nginx)
 cd "$(dirname "$0")/.."
 
 RUNS=${RUNS:-5}
