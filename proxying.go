@@ -141,9 +141,10 @@ func newUpstreams(cfg proxyConfig, m *metrics) *upstreams {
 // Instances implements lb.Endpointer.
 func (u *upstreams) Instances() []*lb.Instance { return *u.live.Load() }
 
-// Factory implements sd.Factory: instance → limiter → breaker → HTTP call.
-// The limiter is outside the breaker, so a refusal for rate is not a
-// failure of the instance. Closing the returned io.Closer forgets the
+// Factory implements sd.Factory: instance → open-breaker check → limiter →
+// breaker → call. The limiter is outside the breaker, so a refusal for
+// rate is not a failure of the instance; the check before it keeps an open
+// breaker from spending the limiter's tokens (refuseWhileOpen). Closing the returned io.Closer forgets the
 // instance and its metrics.
 func (u *upstreams) Factory(instance string) (endpoint.Endpoint, io.Closer, error) {
 	target, err := parseInstance(instance)
@@ -162,6 +163,7 @@ func (u *upstreams) Factory(instance string) (endpoint.Endpoint, io.Closer, erro
 	}
 	e = circuitbreaker.Gobreaker(breaker)(e)
 	e = ratelimit.NewErroringLimiter(limiter)(e)
+	e = refuseWhileOpen(breaker)(e)
 	e = u.observeOutcomes(instance)(e)
 	if u.cfg.Tracer != nil {
 		e = traceAttempts(target)(e)
@@ -291,6 +293,25 @@ func outcomeOf(response any, err error) outcome {
 		return outcomeCanceled
 	}
 	return outcomeError
+}
+
+// refuseWhileOpen refuses a call at once while breaker is open, before the
+// limiter outside the breaker spends a token on a call the breaker would
+// refuse anyway. Without it, a moment of overload that opens the breakers
+// fed itself: refused calls fail fast, closed-loop clients send faster,
+// the limiters' tokens go to calls the breakers refuse, and once the
+// breakers close every instance's limiter is empty (seen at 50 clients
+// through an HTTP→gRPC proxy on one CPU: 7,574 answers and 128,583
+// refusals in 6 s).
+func refuseWhileOpen(breaker *gobreaker.CircuitBreaker) endpoint.Middleware {
+	return func(next endpoint.Endpoint) endpoint.Endpoint {
+		return func(ctx context.Context, request any) (any, error) {
+			if breaker.State() == gobreaker.StateOpen {
+				return nil, gobreaker.ErrOpenState
+			}
+			return next(ctx, request)
+		}
+	}
 }
 
 type closerFunc func() error

@@ -9,12 +9,14 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"stringsvc/internal/lb"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sony/gobreaker"
 )
 
 // waitTimeout bounds every wait for something that should happen at once:
@@ -628,5 +630,38 @@ func TestProxyHedgesToAnotherInstance(t *testing.T) {
 	}
 	if got := metricValue(t, p.reg, "stringsvc_upstream_hedges_won_total"); got != float64(hung) {
 		t.Errorf("hedges won = %v; want %d", got, hung)
+	}
+}
+
+// TestProxyOpenBreakerSpendsNoTokens: a call refused because the breaker is
+// open does not take a token from the instance's limiter, so the limiter
+// still has its tokens when the breaker lets calls through again.
+func TestProxyOpenBreakerSpendsNoTokens(t *testing.T) {
+	t.Parallel()
+	backends, instances := newBackends(t, 2)
+	cfg := testProxyConfig()
+	cfg.QPS = 0.001 // no refill during the test
+	cfg.Burst = 2
+	cfg.BreakerFailures = 1
+	cfg.BreakerCooldown = time.Hour
+	p := newTestProxy(t, cfg, instances...)
+	bad := backends[0]
+	bad.failing.Store(true)
+	for p.breakerState(t, bad.instance) != 2 { // one failure opens it; the retry answers
+		p.mustUppercase(t, "hello")
+	}
+	var open *lb.Instance
+	for _, in := range p.ups.Instances() {
+		if in.Name == bad.instance {
+			open = in
+		}
+	}
+	for range 5 { // more calls than the burst: each is refused, none may spend a token
+		if _, err := open.Endpoint(context.Background(), uppercaseRequest{S: "hello"}); !errors.Is(err, gobreaker.ErrOpenState) {
+			t.Fatalf("call of %s with its breaker open = %v; want %v", bad.instance, err, gobreaker.ErrOpenState)
+		}
+	}
+	if got := metricValue(t, p.reg, "stringsvc_upstream_limited_total", "upstream", bad.instance); got != 0 {
+		t.Errorf("limited calls of %s while its breaker was open = %v; want 0: its tokens were spent on refusals", bad.instance, got)
 	}
 }
