@@ -165,7 +165,7 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 		"(default $OTEL_EXPORTER_OTLP_TRACES_PROTOCOL or $OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf)")
 	fs.Func("otel.sample-ratio", "share of the traces started here that are sampled, 0 to 1; a request with a traceparent "+
 		"follows its caller's decision (default from $OTEL_TRACES_SAMPLER and $OTEL_TRACES_SAMPLER_ARG, else 1)", otelRatio.set)
-	fs.StringVar(&cfg.Balancer, "proxy.balancer", "roundrobin", "load balancer: roundrobin, random or p2c (least loaded of two: peak-EWMA latency × in-flight)")
+	fs.StringVar(&cfg.Balancer, "proxy.balancer", "p2c", "load balancer: p2c (the less loaded of two: peak-EWMA latency × in-flight), roundrobin or random")
 	fs.IntVar(&cfg.Attempts, "proxy.attempts", 3, "attempts per proxied request (first try included)")
 	fs.DurationVar(&cfg.AttemptTimeout, "proxy.attempt-timeout", 100*time.Millisecond, "time allowed to one attempt")
 	fs.DurationVar(&cfg.Timeout, "proxy.timeout", 500*time.Millisecond, "time allowed to all attempts of a request together")

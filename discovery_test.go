@@ -27,7 +27,8 @@ const testRate = 200 // requests per second of the load generators
 // and refresh intervals.
 func proxyArgs(target string, extra ...string) []string {
 	return append([]string{
-		"-proxy", target, "-proxy.attempt-timeout", "1s", "-proxy.timeout", "3s",
+		// Round-robin, so that every instance's share shows it is followed.
+		"-proxy", target, "-proxy.balancer", "roundrobin", "-proxy.attempt-timeout", "1s", "-proxy.timeout", "3s",
 		"-registry.resync", "300ms", "-dns.refresh", "300ms",
 	}, extra...)
 }

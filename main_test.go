@@ -210,7 +210,7 @@ func TestProgram(t *testing.T) {
 	for range 3 {
 		backends = append(backends, startProcess(t, bin).addr)
 	}
-	proxy := startProcess(t, bin, "-proxy", strings.Join(backends, ","),
+	proxy := startProcess(t, bin, "-proxy", strings.Join(backends, ","), "-proxy.balancer", "roundrobin",
 		"-proxy.attempt-timeout", "2s", "-proxy.timeout", "5s")
 	for _, addr := range append(backends, proxy.addr) {
 		waitHealthy(t, client, addr)

@@ -81,12 +81,14 @@ tail=$(list 18294 18295 18296)
 fail=$(list 18297 18298 18299)
 never=(-proxy.breaker.failures 4000000000 -proxy.breaker.min-requests 4000000000)
 long=(-proxy.attempt-timeout 1s -proxy.timeout 2s) # a late answer is waited for, not retried
-start rr "$work/stringsvc" -listen 127.0.0.1:18270 "${quiet[@]}" -proxy "$slow"
+start rr "$work/stringsvc" -listen 127.0.0.1:18270 "${quiet[@]}" -proxy "$slow" -proxy.balancer roundrobin
 start p2c "$work/stringsvc" -listen 127.0.0.1:18271 "${quiet[@]}" -proxy "$slow" -proxy.balancer p2c
-start nohedge "$work/stringsvc" -listen 127.0.0.1:18272 "${quiet[@]}" -proxy "$tail" "${long[@]}"
-start hedge "$work/stringsvc" -listen 127.0.0.1:18273 "${quiet[@]}" -proxy "$tail" "${long[@]}" -proxy.hedge-after 10ms
-start budget "$work/stringsvc" -listen 127.0.0.1:18274 "${quiet[@]}" -proxy "$fail" "${never[@]}"
-start nobudget "$work/stringsvc" -listen 127.0.0.1:18275 "${quiet[@]}" -proxy "$fail" "${never[@]}" \
+rr=(-proxy.balancer roundrobin) # the tail and failure scenarios measure one thing each
+start nohedge "$work/stringsvc" -listen 127.0.0.1:18272 "${quiet[@]}" -proxy "$tail" "${long[@]}" "${rr[@]}"
+start hedge "$work/stringsvc" -listen 127.0.0.1:18273 "${quiet[@]}" -proxy "$tail" "${long[@]}" "${rr[@]}" \
+	-proxy.hedge-after 10ms
+start budget "$work/stringsvc" -listen 127.0.0.1:18274 "${quiet[@]}" -proxy "$fail" "${never[@]}" "${rr[@]}"
+start nobudget "$work/stringsvc" -listen 127.0.0.1:18275 "${quiet[@]}" -proxy "$fail" "${never[@]}" "${rr[@]}" \
 	-proxy.retry-budget 1000 -proxy.retry-budget-min 1000000
 wait_up 18270 18271 18272 18273 18274 18275
 

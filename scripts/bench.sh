@@ -2,8 +2,8 @@
 # Measures, in one run, good requests/s (200 without "err") with wrk:
 #   direct        one backend
 #   direct-nolog  one backend with -log.requests=false (the cost of logging)
-#   proxy         stringsvc -proxy in front of three backends
-#   proxy-p2c     the same with -proxy.balancer p2c
+#   proxy         stringsvc -proxy in front of three backends (the default balancer, p2c)
+#   proxy-rr      the same with -proxy.balancer roundrobin
 #   proxy-hedge   the same with an armed hedge timer that never fires (-proxy.hedge-after 50ms)
 #   proxy-old     the proxy built from OLD_BIN, in front of the same backends (if OLD_BIN is set)
 #   count         /count on the proxy (no hop)
@@ -77,7 +77,7 @@ start b2 "$bin" -listen 127.0.0.1:18182 -grpc.listen 127.0.0.1:19182
 start b3 "$bin" -listen 127.0.0.1:18183 -grpc.listen 127.0.0.1:19183
 start b4 "$bin" -listen 127.0.0.1:18184 -log.requests=false
 start proxy "$bin" -listen 127.0.0.1:18180 -proxy "$backends"
-start proxy-p2c "$bin" -listen 127.0.0.1:18185 -proxy "$backends" -proxy.balancer p2c
+start proxy-rr "$bin" -listen 127.0.0.1:18185 -proxy "$backends" -proxy.balancer roundrobin
 start proxy-hedge "$bin" -listen 127.0.0.1:18186 -proxy "$backends" -proxy.hedge-after 50ms
 start proxy-grpc "$bin" -listen 127.0.0.1:18187 -grpc.listen 127.0.0.1:19180 \
 	-proxy grpc://127.0.0.1:19181,127.0.0.1:19182,127.0.0.1:19183
@@ -99,7 +99,7 @@ declare -A urls=(
 	[direct]=http://127.0.0.1:18181/uppercase
 	[direct-nolog]=http://127.0.0.1:18184/uppercase
 	[proxy]=http://127.0.0.1:18180/uppercase
-	[proxy-p2c]=http://127.0.0.1:18185/uppercase
+	[proxy-rr]=http://127.0.0.1:18185/uppercase
 	[proxy-hedge]=http://127.0.0.1:18186/uppercase
 	[proxy-old]=http://127.0.0.1:18189/uppercase
 	[count]=http://127.0.0.1:18180/count
@@ -107,8 +107,8 @@ declare -A urls=(
 	[grpc-proxy]=grpc://127.0.0.1:19180
 	[http-grpc]=http://127.0.0.1:18187/uppercase
 )
-# proxy sits between p2c and nginx, the two it is most compared with.
-scenarios=(direct direct-nolog proxy-p2c proxy)
+# proxy sits between round-robin and nginx, the two it is most compared with.
+scenarios=(direct direct-nolog proxy-rr proxy)
 if command -v nginx >/dev/null; then
 	urls[nginx]=http://127.0.0.1:18190/uppercase
 	scenarios+=(nginx)
@@ -169,7 +169,7 @@ if [[ -n ${urls[nginx]:-} ]]; then
 	echo "proxy/nginx  = $(ratio proxy nginx)"
 fi
 echo "logging on/off (direct) = $(ratio direct direct-nolog)"
-echo "p2c/roundrobin (proxy) = $(ratio proxy-p2c proxy)"
+echo "p2c/roundrobin (proxy) = $(ratio proxy proxy-rr)"
 echo "idle hedge/none (proxy) = $(ratio proxy-hedge proxy)"
 [[ -z $OLD_BIN ]] || echo "proxy new/old = $(ratio proxy proxy-old)"
 if [[ $GRPC != 0 ]]; then
