@@ -53,14 +53,24 @@ func BenchmarkUppercase(b *testing.B) {
 
 func BenchmarkHTTPUppercase(b *testing.B) {
 	h := benchHandler(b, benchLogger(b))
-	b.ReportAllocs()
-	for b.Loop() {
-		req := httptest.NewRequest(http.MethodPost, "/uppercase", strings.NewReader(`{"s":"hello, world"}`))
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		if rec.Code != http.StatusOK {
-			b.Fatalf("status %d: %s", rec.Code, rec.Body)
-		}
+	for _, bb := range []struct{ name, timeout string }{
+		{"plain", ""},
+		{"timeout-header", "100"}, // as a proxy's attempt sends it
+	} {
+		b.Run(bb.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				req := httptest.NewRequest(http.MethodPost, "/uppercase", strings.NewReader(`{"s":"hello, world"}`))
+				if bb.timeout != "" {
+					req.Header[timeoutHeader] = []string{bb.timeout}
+				}
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				if rec.Code != http.StatusOK {
+					b.Fatalf("status %d: %s", rec.Code, rec.Body)
+				}
+			}
+		})
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/go-kit/log"
 	"go.opentelemetry.io/otel/trace"
 
+	"stringsvc/internal/deadline"
 	"stringsvc/internal/jsonfield"
 )
 
@@ -263,8 +264,11 @@ func boundByTimeoutHeader(next http.Handler) http.Handler {
 			errorEncoder{}.encode(r.Context(), errExpired, w)
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), time.Duration(min(ms, math.MaxInt64/int64(time.Millisecond)))*time.Millisecond)
-		defer cancel()
+		// A timer only once something waits on the context: the service
+		// itself never does.
+		d := time.Duration(min(ms, math.MaxInt64/int64(time.Millisecond))) * time.Millisecond
+		ctx, release := deadline.WithDeadline(r.Context(), time.Now().Add(d))
+		defer release()
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
