@@ -191,7 +191,8 @@ func TestTracingHTTPEndToEnd(t *testing.T) {
 	proxy := startStringsvcEnv(t, nil, append([]string{"-otel.endpoint", rcv.URL, "-service.name", "proxy",
 		"-proxy", backend.addr}, timeouts...)...)
 	retrying := startStringsvcEnv(t, nil, append([]string{"-otel.endpoint", rcv.URL + "/v1/traces",
-		"-service.name", "retrying", "-proxy", failingAddr + "," + backend.addr, "-proxy.attempts", "2"}, timeouts...)...)
+		"-service.name", "retrying", "-proxy", failingAddr + "," + backend.addr, "-proxy.balancer", "roundrobin",
+		"-proxy.attempts", "2"}, timeouts...)...)
 	broken := startStringsvcEnv(t, nil, append([]string{"-otel.endpoint", rcv.URL, "-service.name", "broken",
 		"-proxy", dead, "-proxy.attempts", "1"}, timeouts...)...)
 
