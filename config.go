@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
+
+	"stringsvc/internal/tracing"
 )
 
 // config is everything run needs to know, from flags and environment,
@@ -35,11 +37,11 @@ type config struct {
 	shutdownTimeout   time.Duration
 	shutdownDelay     time.Duration // not ready, still serving, before the drain
 	debugListen       string
-	grpcListen        string      // empty: no gRPC
-	grpcAdvertise     string      // host:port proxies reach the gRPC server at
-	registryTransport string      // what the registration advertises: "http" or "grpc"
-	grpc              grpcOptions // MaxRecvMsgSize is set from maxBodyBytes
-	otel              otelConfig  // its zero value traces nothing
+	grpcListen        string         // empty: no gRPC
+	grpcAdvertise     string         // host:port proxies reach the gRPC server at
+	registryTransport string         // what the registration advertises: "http" or "grpc"
+	grpc              grpcOptions    // MaxRecvMsgSize is set from maxBodyBytes
+	otel              tracing.Config // its zero value traces nothing
 	proxyConfig
 	discoveryConfig
 }
@@ -157,14 +159,13 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 	fs.DurationVar(&cfg.grpc.KeepaliveTime, "grpc.keepalive.time", time.Minute, "ping a gRPC connection that has been silent this long")
 	fs.DurationVar(&cfg.grpc.KeepaliveTimeout, "grpc.keepalive.timeout", 20*time.Second, "close a gRPC connection whose ping is unanswered this long")
 	fs.StringVar(&cfg.registryTransport, "registry.transport", "http", "what -registry advertises: http (the -advertise address) or grpc (grpc://<-grpc.advertise>, needs -grpc.listen)")
-	var otelEndpoint, otelProtocol string
-	var otelRatio optionalRatio
-	fs.StringVar(&otelEndpoint, "otel.endpoint", "", "OpenTelemetry: OTLP collector URL traces are exported to, e.g. http://127.0.0.1:4318 "+
+	var otel tracing.Flags
+	fs.StringVar(&otel.Endpoint, "otel.endpoint", "", "OpenTelemetry: OTLP collector URL traces are exported to, e.g. http://127.0.0.1:4318 "+
 		"(a URL without a path gets /v1/traces); default $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or $OTEL_EXPORTER_OTLP_ENDPOINT; empty: no tracing")
-	fs.StringVar(&otelProtocol, "otel.protocol", "", "OTLP protocol: http/protobuf or grpc "+
+	fs.StringVar(&otel.Protocol, "otel.protocol", "", "OTLP protocol: http/protobuf or grpc "+
 		"(default $OTEL_EXPORTER_OTLP_TRACES_PROTOCOL or $OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf)")
 	fs.Func("otel.sample-ratio", "share of the traces started here that are sampled, 0 to 1; a request with a traceparent "+
-		"follows its caller's decision (default from $OTEL_TRACES_SAMPLER and $OTEL_TRACES_SAMPLER_ARG, else 1)", otelRatio.set)
+		"follows its caller's decision (default from $OTEL_TRACES_SAMPLER and $OTEL_TRACES_SAMPLER_ARG, else 1)", otel.SampleRatio.Set)
 	fs.StringVar(&cfg.Balancer, "proxy.balancer", "p2c", "load balancer: p2c (the less loaded of two: peak-EWMA latency × in-flight), roundrobin or random")
 	fs.IntVar(&cfg.Attempts, "proxy.attempts", 3, "attempts per proxied request (first try included)")
 	fs.DurationVar(&cfg.AttemptTimeout, "proxy.attempt-timeout", 100*time.Millisecond, "time allowed to one attempt")
@@ -242,7 +243,7 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (c
 		return cfg, usageError{err}
 	}
 	var err error
-	if cfg.otel, err = parseOTel(otelEndpoint, otelProtocol, otelRatio, cfg.ServiceName, getenv); err != nil {
+	if cfg.otel, err = tracing.ParseConfig(otel, cfg.ServiceName, getenv); err != nil {
 		return cfg, usageError{err}
 	}
 	return cfg, nil

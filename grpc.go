@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"stringsvc/internal/grpchealth"
+	"stringsvc/internal/tracing"
 	"stringsvc/pb"
 )
 
@@ -88,7 +89,7 @@ func newGRPCServer(uppercase, count endpoint.Endpoint, opts grpcOptions, reg pro
 		// Prometheus has the metrics already.
 		serverOpts = append(serverOpts, grpc.StatsHandler(otelgrpc.NewServerHandler(
 			otelgrpc.WithTracerProvider(opts.TracerProvider),
-			otelgrpc.WithPropagators(traceContext),
+			otelgrpc.WithPropagators(tracing.TraceContext),
 			otelgrpc.WithMeterProvider(noop.NewMeterProvider()),
 			otelgrpc.WithFilter(filters.ServiceName(grpcServiceName)),
 		)))

@@ -8,6 +8,9 @@ import (
 	"testing"
 
 	"github.com/go-kit/log"
+	"go.opentelemetry.io/otel/trace"
+
+	"stringsvc/internal/logfmt"
 )
 
 func TestLoggingMiddleware(t *testing.T) {
@@ -90,6 +93,57 @@ func TestTruncate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := truncate(tt.give); got != tt.want {
 				t.Errorf("truncate(%q) = %q; want %q", tt.give, got, tt.want)
+			}
+		})
+	}
+}
+
+func mustSpanContext(tb testing.TB, traceID, spanID string, flags trace.TraceFlags, state string) trace.SpanContext {
+	tb.Helper()
+	tid, err := trace.TraceIDFromHex(traceID)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sid, err := trace.SpanIDFromHex(spanID)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ts, err := trace.ParseTraceState(state)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: flags, TraceState: ts})
+}
+
+// TestLoggingMiddlewareTraceIDs checks that a request's log line carries
+// the IDs of its span only when the span is sampled.
+func TestLoggingMiddlewareTraceIDs(t *testing.T) {
+	t.Parallel()
+	sampled := mustSpanContext(t, "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", trace.FlagsSampled, "")
+	unsampled := mustSpanContext(t, "4bf92f3577b34da6a3ce929d0e0e4737", "00f067aa0ba902b8", 0, "")
+	tests := []struct {
+		name    string
+		sc      trace.SpanContext
+		wantEnd string // "": no IDs
+	}{
+		{"sampled", sampled, " trace_id=4bf92f3577b34da6a3ce929d0e0e4736 span_id=00f067aa0ba902b7\n"},
+		{"not sampled", unsampled, ""},
+		{"no span", trace.SpanContext{}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			mw := loggingMiddleware{logger: logfmt.New(&buf), next: stringService{}}
+			ctx := trace.ContextWithSpanContext(context.Background(), tt.sc)
+			if _, err := mw.Uppercase(ctx, "hi"); err != nil {
+				t.Fatal(err)
+			}
+			line := buf.String()
+			if tt.wantEnd != "" && !strings.HasSuffix(line, tt.wantEnd) {
+				t.Errorf("log line %q; want it to end with %q", line, tt.wantEnd)
+			}
+			if tt.wantEnd == "" && (strings.Contains(line, "trace_id") || strings.Contains(line, "span_id")) {
+				t.Errorf("log line %q; want no trace_id or span_id", line)
 			}
 		})
 	}

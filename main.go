@@ -25,10 +25,12 @@ import (
 	group "github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"stringsvc/internal/grpchealth"
 	"stringsvc/internal/h1"
 	"stringsvc/internal/logfmt"
+	"stringsvc/internal/tracing"
 )
 
 // defaultGCPercent is the garbage collector's target when GOGC is not set.
@@ -78,11 +80,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	reg := prometheus.NewRegistry()
 	m := newMetrics(reg)
 	dm := newDiscoveryMetrics(reg)
-	tp, err := newTracerProvider(cfg.otel, logger)
+	tp, err := tracing.NewTracerProvider(cfg.otel, buildVersion(), logger)
 	if err != nil {
 		return err
 	}
-	defer shutdownTracing(tp, logger) // for an early return; after g.Run it is done already
+	defer tracing.Shutdown(tp, logger) // for an early return; after g.Run it is done already
 	cfg.useTracing(tp)
 
 	svc, serviceReady, stopProxy, err := newService(cfg, m, dm, logger)
@@ -97,7 +99,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), cfg.maxBodyBytes,
 		log.With(logger, "component", "http"))
 	if cfg.Tracer != nil {
-		handler = traceRequests(cfg.Tracer, handler)
+		// The service's routes; scrapes and probes would drown them.
+		handler = tracing.Requests(cfg.Tracer, []string{"/uppercase", "/count"}, handler)
 	}
 
 	ln, grpcLn, err := listen(cfg, logger)
@@ -143,9 +146,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 	err = g.Run()
-	shutdownTracing(tp, logger) // the servers have drained: every span has ended
+	tracing.Shutdown(tp, logger) // the servers have drained: every span has ended
 	logger.Log("msg", "stopped", "err", err)
 	return err
+}
+
+// tracerName is the instrumentation scope of the program's own spans.
+const tracerName = "stringsvc"
+
+// useTracing gives the layers that trace the provider's tracer, through
+// cfg; a nil tp leaves tracing out.
+func (cfg *config) useTracing(tp *sdktrace.TracerProvider) {
+	if tp != nil {
+		cfg.Tracer, cfg.grpc.TracerProvider = tp.Tracer(tracerName), tp
+	}
 }
 
 // newService builds the onion, inside out: service → proxying (with

@@ -30,6 +30,7 @@ import (
 	"stringsvc/internal/h1"
 	"stringsvc/internal/jsonfield"
 	"stringsvc/internal/lb"
+	"stringsvc/internal/tracing"
 	"stringsvc/pb"
 )
 
@@ -90,7 +91,7 @@ func newProxyingMiddleware(src lb.Endpointer, cfg proxyConfig, m *metrics) Servi
 		},
 	}
 	if cfg.Tracer != nil {
-		policy.Observe = observeAttempts(cfg.Tracer)
+		policy.Observe = tracing.ObserveAttempts(cfg.Tracer)
 	}
 	uppercase := lb.Retry(src, balancer, policy)
 	return func(next StringService) StringService {
@@ -166,7 +167,7 @@ func (u *upstreams) Factory(instance string) (endpoint.Endpoint, io.Closer, erro
 	e = refuseWhileOpen(breaker)(e)
 	e = u.observeOutcomes(instance)(e)
 	if u.cfg.Tracer != nil {
-		e = traceAttempts(target)(e)
+		e = tracing.Calls(target, grpcServiceName+"/Uppercase", outcomeName)(e)
 	}
 
 	up := &upstream{instance: &lb.Instance{Name: instance, Endpoint: e, Available: func() bool {
@@ -295,6 +296,9 @@ func outcomeOf(response any, err error) outcome {
 	return outcomeError
 }
 
+// outcomeName is outcomeOf's name, for the attempt's span.
+func outcomeName(response any, err error) string { return outcomeOf(response, err).String() }
+
 // refuseWhileOpen refuses a call at once while breaker is open, before the
 // limiter outside the breaker spends a token on a call the breaker would
 // refuse anyway. Without it, a moment of overload that opens the breakers
@@ -354,7 +358,7 @@ func makeUppercaseProxy(client *h1.Client) endpoint.Endpoint {
 		}
 		sc := trace.SpanContextFromContext(ctx)
 		if sc.IsValid() {
-			b = appendTraceContext(b, sc)
+			b = tracing.AppendTraceContext(b, sc)
 		}
 		headerLen := len(b)
 		b = append(b, `{"s":`...)
@@ -416,10 +420,10 @@ func dialGRPCInstance(addr string) (*grpc.ClientConn, error) {
 func makeUppercaseGRPCProxy(conn *grpc.ClientConn) endpoint.Endpoint {
 	call := grpctransport.NewClient(conn, grpcServiceName, "Uppercase",
 		encodeGRPCUppercaseRequest, decodeGRPCUppercaseResponse, &pb.UppercaseResponse{},
-		grpctransport.ClientBefore(injectGRPCTraceContext)).Endpoint()
+		grpctransport.ClientBefore(tracing.InjectGRPC)).Endpoint()
 	return func(ctx context.Context, request any) (any, error) {
 		response, err := call(ctx, request)
-		recordGRPCStatus(ctx, err)
+		tracing.RecordGRPCStatus(ctx, err)
 		if err != nil {
 			return decodeGRPCUpstreamError(ctx, err)
 		}

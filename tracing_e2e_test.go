@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -429,4 +430,42 @@ func TestTracingOTLPGRPC(t *testing.T) {
 	spans := waitSpans(t, rcv, tp.traceID, 1)
 	checkSpan(t, oneSpan(t, spans, "backend", spanServer), "POST /uppercase", tp.spanID, statusOK,
 		map[string]string{"http.response.status_code": "200"})
+}
+
+// TestProxyWithoutTracingSendsNoTraceContext checks that with tracing off
+// a proxy neither forwards a caller's traceparent nor writes one of its
+// own, and logs no trace IDs.
+func TestProxyWithoutTracingSendsNoTraceContext(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var got []http.Header
+	h := newServiceHandler(func() bool { return true }, 1<<20)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = append(got, r.Header.Clone())
+		mu.Unlock()
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(backend.Close)
+	proxy := startStringsvcEnv(t, nil, "-proxy", strings.TrimPrefix(backend.URL, "http://"))
+	tp := clientTrace(1, true)
+	if status, body := postTraced(t, "http://"+proxy.addr+"/uppercase", `{"s":"hello"}`, tp); status != http.StatusOK {
+		t.Fatalf("POST /uppercase = %d %q; want 200", status, body)
+	}
+	if err := proxy.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 {
+		t.Fatalf("backend got %d requests; want 1", len(got))
+	}
+	for _, name := range []string{"Traceparent", "Tracestate"} {
+		if v := got[0].Values(name); len(v) > 0 {
+			t.Errorf("backend got %s: %q from a proxy without tracing; want none", name, v)
+		}
+	}
+	if line := logLine(t, proxy.stderr.String(), "input=hello "); strings.Contains(line, "trace_id") {
+		t.Errorf("log line %q of a proxy without tracing; want no trace_id", line)
+	}
 }

@@ -1,4 +1,4 @@
-package main
+package tracing
 
 import (
 	"errors"
@@ -8,25 +8,34 @@ import (
 	"strings"
 )
 
-// otelConfig says where spans go and how many. Its zero value traces
-// nothing.
-type otelConfig struct {
-	endpoint    string  // OTLP URL spans are sent to, the HTTP path included; empty: no tracing
-	protocol    string  // "http/protobuf" or "grpc"
-	sampleRatio float64 // share of the traces started here that are sampled, in [0, 1]
-	parentBased bool    // a request with a traceparent follows its caller's decision instead
-	serviceName string  // the resource's service.name
+// Config says where spans go and how many. Its zero value traces nothing.
+type Config struct {
+	Endpoint    string  // OTLP URL spans are sent to, the HTTP path included; empty: no tracing
+	Protocol    string  // "http/protobuf" or "grpc"
+	SampleRatio float64 // share of the traces started here that are sampled, in [0, 1]
+	ParentBased bool    // a request with a traceparent follows its caller's decision instead
+	ServiceName string  // the resource's service.name
 }
 
-// optionalRatio is the -otel.sample-ratio flag: a number in [0, 1] and
+// Flags are the -otel.* flags as the command line (or its environment
+// fallbacks) gave them. Their zero value leaves every setting to
+// OpenTelemetry's environment.
+type Flags struct {
+	Endpoint    string      // -otel.endpoint; empty: not given
+	Protocol    string      // -otel.protocol; empty: not given
+	SampleRatio SampleRatio // -otel.sample-ratio
+}
+
+// SampleRatio is the -otel.sample-ratio flag: a number in [0, 1] and
 // whether it was given at all, since its default comes from the
-// environment.
-type optionalRatio struct {
+// environment. Its zero value was not given.
+type SampleRatio struct {
 	v     float64
 	given bool
 }
 
-func (r *optionalRatio) set(s string) error {
+// Set parses s, for flag.FlagSet.Func.
+func (r *SampleRatio) Set(s string) error {
 	v, err := strconv.ParseFloat(s, 64)
 	if err != nil || !(v >= 0 && v <= 1) {
 		return errors.New("want a number from 0 to 1")
@@ -35,11 +44,11 @@ func (r *optionalRatio) set(s string) error {
 	return nil
 }
 
-// otelSetting is a value of the tracing configuration and where it was
-// found (a flag or an environment variable), so an error can name it.
-type otelSetting struct{ from, value string }
+// setting is a value of the tracing configuration and where it was found
+// (a flag or an environment variable), so an error can name it.
+type setting struct{ from, value string }
 
-func (s otelSetting) String() string {
+func (s setting) String() string {
 	if strings.HasPrefix(s.from, "-") {
 		return fmt.Sprintf("%s %q", s.from, s.value)
 	}
@@ -48,64 +57,65 @@ func (s otelSetting) String() string {
 
 // firstSetting is the flag's value if it is not empty, else the first of
 // the environment variables that is set.
-func firstSetting(getenv func(string) string, flagName, flagValue string, env ...string) otelSetting {
+func firstSetting(getenv func(string) string, flagName, flagValue string, env ...string) setting {
 	if flagValue != "" {
-		return otelSetting{flagName, flagValue}
+		return setting{flagName, flagValue}
 	}
 	for _, name := range env {
 		if v := getenv(name); v != "" {
-			return otelSetting{name, v}
+			return setting{name, v}
 		}
 	}
-	return otelSetting{}
+	return setting{}
 }
 
-// parseOTel resolves the tracing configuration: the -otel.* flags first,
+// ParseConfig resolves the tracing configuration: the -otel.* flags first,
 // then OpenTelemetry's standard environment variables
 // (OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT and _PROTOCOL, OTEL_TRACES_SAMPLER
 // and _ARG, OTEL_SERVICE_NAME, OTEL_SDK_DISABLED, OTEL_TRACES_EXPORTER=none),
-// so a deployment that sets them for every service needs no flag here. The
-// environment is checked only when it turns tracing on.
-func parseOTel(endpoint, protocol string, ratio optionalRatio, serviceName string,
-	getenv func(string) string) (otelConfig, error) {
-	ep := firstSetting(getenv, "-otel.endpoint", endpoint,
+// so a deployment that sets them for every service needs no flag. The
+// environment is checked only when it turns tracing on. serviceName is
+// service.name unless OTEL_SERVICE_NAME says otherwise. An error names the
+// flag or variable at fault.
+func ParseConfig(flags Flags, serviceName string, getenv func(string) string) (Config, error) {
+	ep := firstSetting(getenv, "-otel.endpoint", flags.Endpoint,
 		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 	if ep.value == "" {
-		return otelConfig{}, nil
+		return Config{}, nil
 	}
 	if ep.from != "-otel.endpoint" {
 		// The environment's endpoint may be meant for other programs, which
 		// these two turn off; a flag is meant for this one.
 		if strings.EqualFold(strings.TrimSpace(getenv("OTEL_SDK_DISABLED")), "true") {
-			return otelConfig{}, nil
+			return Config{}, nil
 		}
 		switch exporter := getenv("OTEL_TRACES_EXPORTER"); exporter {
 		case "none":
-			return otelConfig{}, nil
+			return Config{}, nil
 		case "", "otlp":
 		default:
-			return otelConfig{}, fmt.Errorf("OTEL_TRACES_EXPORTER=%q: want otlp or none", exporter)
+			return Config{}, fmt.Errorf("OTEL_TRACES_EXPORTER=%q: want otlp or none", exporter)
 		}
 	}
-	cfg := otelConfig{protocol: "http/protobuf", serviceName: serviceName}
-	if p := firstSetting(getenv, "-otel.protocol", protocol,
+	cfg := Config{Protocol: "http/protobuf", ServiceName: serviceName}
+	if p := firstSetting(getenv, "-otel.protocol", flags.Protocol,
 		"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"); p.value != "" {
 		if p.value != "http/protobuf" && p.value != "grpc" {
-			return otelConfig{}, fmt.Errorf("%v: want http/protobuf or grpc", p)
+			return Config{}, fmt.Errorf("%v: want http/protobuf or grpc", p)
 		}
-		cfg.protocol = p.value
+		cfg.Protocol = p.value
 	}
 	var err error
-	if cfg.endpoint, err = otlpTracesURL(ep, cfg.protocol); err != nil {
-		return otelConfig{}, err
+	if cfg.Endpoint, err = otlpTracesURL(ep, cfg.Protocol); err != nil {
+		return Config{}, err
 	}
-	if ratio.given {
-		cfg.sampleRatio, cfg.parentBased = ratio.v, true
-	} else if cfg.sampleRatio, cfg.parentBased, err = samplerFromEnv(getenv); err != nil {
-		return otelConfig{}, err
+	if ratio := flags.SampleRatio; ratio.given {
+		cfg.SampleRatio, cfg.ParentBased = ratio.v, true
+	} else if cfg.SampleRatio, cfg.ParentBased, err = samplerFromEnv(getenv); err != nil {
+		return Config{}, err
 	}
 	if name := getenv("OTEL_SERVICE_NAME"); name != "" {
-		cfg.serviceName = name
+		cfg.ServiceName = name
 	}
 	return cfg, nil
 }
@@ -116,7 +126,7 @@ func parseOTel(endpoint, protocol string, ratio optionalRatio, serviceName strin
 // specification's rules), and -otel.endpoint gets /v1/traces only when it
 // has no path, so that both http://host:4318 and
 // http://host:4318/v1/traces work. gRPC ignores the path.
-func otlpTracesURL(ep otelSetting, protocol string) (string, error) {
+func otlpTracesURL(ep setting, protocol string) (string, error) {
 	u, err := url.Parse(ep.value)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
 		u.User != nil || u.RawQuery != "" || u.Fragment != "" {
@@ -154,8 +164,8 @@ func samplerFromEnv(getenv func(string) string) (ratio float64, parentBased bool
 	if arg == "" {
 		return 1, parentBased, nil
 	}
-	var r optionalRatio
-	if err := r.set(arg); err != nil {
+	var r SampleRatio
+	if err := r.Set(arg); err != nil {
 		return 0, false, fmt.Errorf("OTEL_TRACES_SAMPLER_ARG=%q: %w", arg, err)
 	}
 	return r.v, parentBased, nil
