@@ -1,8 +1,9 @@
 // Package lb picks an upstream instance for each call and retries a failed
 // call on another: go-kit's sd/lb (balancers beside the retry loop) with
 // its own notion of an instance, so that a balancer knows which instance it
-// picked. It knows go-kit's endpoint, the circuit breaker's and rate
-// limiter's refusals, and nothing of the service or its transports.
+// picked. It knows go-kit's endpoint, the circuit breaker (its refusals and
+// whether it is open) and the rate limiter's refusals, and nothing of the
+// service or its transports.
 package lb
 
 import (

@@ -240,3 +240,30 @@ func TestFailureCountsAsSlow(t *testing.T) {
 		t.Errorf("EWMA after a refusal = %v; want 0 (a refusal is not measured)", got)
 	}
 }
+
+// TestRefuseWhileOpen: an open breaker refuses before the endpoint inside
+// it is called; closed, the call goes through.
+func TestRefuseWhileOpen(t *testing.T) {
+	t.Parallel()
+	breaker := gobreaker.NewCircuitBreaker(gobreaker.Settings{
+		Timeout:     time.Hour,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= 1 },
+	})
+	var calls atomic.Int64
+	e := RefuseWhileOpen(breaker)(func(context.Context, any) (any, error) {
+		calls.Add(1)
+		return "ok", nil
+	})
+	if v, err := e(context.Background(), nil); v != "ok" || err != nil || calls.Load() != 1 {
+		t.Fatalf("call with the breaker closed = %v, %v after %d calls; want ok, nil after 1", v, err, calls.Load())
+	}
+	if _, err := breaker.Execute(func() (any, error) { return nil, errors.New("down") }); err == nil {
+		t.Fatal("failing call through the breaker = nil error")
+	}
+	if breaker.State() != gobreaker.StateOpen {
+		t.Fatalf("breaker %v after a failure; want open", breaker.State())
+	}
+	if _, err := e(context.Background(), nil); !errors.Is(err, gobreaker.ErrOpenState) || calls.Load() != 1 {
+		t.Errorf("call with the breaker open = %v after %d calls; want %v and no call", err, calls.Load(), gobreaker.ErrOpenState)
+	}
+}

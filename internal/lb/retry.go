@@ -311,3 +311,23 @@ func RefusedAtOnce(err error) bool {
 		errors.Is(err, gobreaker.ErrOpenState) ||
 		errors.Is(err, gobreaker.ErrTooManyRequests)
 }
+
+// RefuseWhileOpen refuses a call at once while breaker is open. Outside a
+// rate limiter that is itself outside the breaker, it keeps the limiter
+// from spending a token on a call the breaker would refuse anyway.
+// Without it, a moment of overload that opens the breakers
+// fed itself: refused calls fail fast, closed-loop clients send faster,
+// the limiters' tokens go to calls the breakers refuse, and once the
+// breakers close every instance's limiter is empty (seen at 50 clients
+// through an HTTP→gRPC proxy on one CPU: 7,574 answers and 128,583
+// refusals in 6 s).
+func RefuseWhileOpen(breaker *gobreaker.CircuitBreaker) endpoint.Middleware {
+	return func(next endpoint.Endpoint) endpoint.Endpoint {
+		return func(ctx context.Context, request any) (any, error) {
+			if breaker.State() == gobreaker.StateOpen {
+				return nil, gobreaker.ErrOpenState
+			}
+			return next(ctx, request)
+		}
+	}
+}
