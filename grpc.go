@@ -19,7 +19,9 @@ import (
 	"go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
@@ -252,6 +254,36 @@ func addGRPC(g *group.Group, cfg config, ln net.Listener, uppercase, count endpo
 	addGRPCServer(g, ln, srv, hs, cfg.shutdownTimeout, logger)
 	addGRPCReadiness(g, hs, ready, time.Second)
 	return hs
+}
+
+// dialGRPCInstance returns a client connection to one instance's gRPC
+// address (host:port), made once per instance and shared by its calls. It
+// does not wait for the connection: a call made while it is down fails at
+// once with UNAVAILABLE, which counts against the instance's breaker. The
+// keepalive pings are above the server's default -grpc.keepalive.min-time.
+func dialGRPCInstance(addr string) (*grpc.ClientConn, error) {
+	conn, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{
+			Time:                30 * time.Second,
+			Timeout:             10 * time.Second,
+			PermitWithoutStream: true,
+		}),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: backoff.Config{
+				BaseDelay:  100 * time.Millisecond,
+				Multiplier: 1.6,
+				Jitter:     0.2,
+				MaxDelay:   5 * time.Second,
+			},
+			MinConnectTimeout: 5 * time.Second,
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("gRPC instance %q: %w", addr, err)
+	}
+	conn.Connect()
+	return conn, nil
 }
 
 func encodeGRPCUppercaseRequest(_ context.Context, request any) (any, error) {

@@ -23,9 +23,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/keepalive"
 
 	"stringsvc/internal/h1"
 	"stringsvc/internal/jsonfield"
@@ -358,36 +355,6 @@ func makeUppercaseProxy(client *h1.Client) endpoint.Endpoint {
 		}
 		return response, err
 	}
-}
-
-// dialGRPCInstance returns a client connection to one instance's gRPC
-// address (host:port), made once per instance and shared by its calls. It
-// does not wait for the connection: a call made while it is down fails at
-// once with UNAVAILABLE, which counts against the instance's breaker. The
-// keepalive pings are above the server's default -grpc.keepalive.min-time.
-func dialGRPCInstance(addr string) (*grpc.ClientConn, error) {
-	conn, err := grpc.NewClient(addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{
-			Time:                30 * time.Second,
-			Timeout:             10 * time.Second,
-			PermitWithoutStream: true,
-		}),
-		grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff: backoff.Config{
-				BaseDelay:  100 * time.Millisecond,
-				Multiplier: 1.6,
-				Jitter:     0.2,
-				MaxDelay:   5 * time.Second,
-			},
-			MinConnectTimeout: 5 * time.Second,
-		}),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("gRPC instance %q: %w", addr, err)
-	}
-	conn.Connect()
-	return conn, nil
 }
 
 // makeUppercaseGRPCProxy returns an endpoint that calls Uppercase on the
