@@ -98,22 +98,6 @@ type discoveryConfig struct {
 	DNSRefresh      time.Duration // how often a dns+srv:// name is resolved again
 }
 
-// registryAddr is a registry: its kind ("etcd", "consul" or "zk") and its
-// endpoints (host:port each; one, the local agent, for Consul).
-type registryAddr struct {
-	kind      string
-	endpoints []string
-}
-
-// proxyTarget is what -proxy names: a fixed instance list, a registry whose
-// registered instances to follow, or a DNS SRV name to resolve. Exactly one
-// is set, or none when the service serves locally.
-type proxyTarget struct {
-	instances []string     // a fixed list
-	registry  registryAddr // a registry
-	srvName   string       // a DNS SRV name
-}
-
 // usageError is a mistake on the command line or in the environment; main
 // exits 2 for it.
 type usageError struct{ err error }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/go-kit/kit/sd"
@@ -18,11 +17,6 @@ import (
 	"stringsvc/internal/sd/instance"
 	"stringsvc/internal/sd/zk"
 )
-
-// String is the registry as -registry and -proxy spell it.
-func (r registryAddr) String() string {
-	return r.kind + "://" + strings.Join(r.endpoints, ",")
-}
 
 // followInstances feeds factory the instances target names and returns a
 // function that stops following them. A fixed list goes to factory once.

@@ -109,6 +109,15 @@ func parseInstance(instance string) (*url.URL, error) {
 	return u, nil
 }
 
+// proxyTarget is what -proxy names: a fixed instance list, a registry whose
+// registered instances to follow, or a DNS SRV name to resolve. Exactly one
+// is set, or none when the service serves locally.
+type proxyTarget struct {
+	instances []string     // a fixed list
+	registry  registryAddr // a registry
+	srvName   string       // a DNS SRV name
+}
+
 // parseProxyTarget dispatches -proxy on its scheme: a registry, dns+srv://, or
 // else a fixed list.
 func parseProxyTarget(s string) (proxyTarget, error) {
@@ -126,6 +135,18 @@ func parseProxyTarget(s string) (proxyTarget, error) {
 	}
 	instances, err := splitInstances(s)
 	return proxyTarget{instances: instances}, err
+}
+
+// registryAddr is a registry: its kind ("etcd", "consul" or "zk") and its
+// endpoints (host:port each; one, the local agent, for Consul).
+type registryAddr struct {
+	kind      string
+	endpoints []string
+}
+
+// String is the registry as -registry and -proxy spell it.
+func (r registryAddr) String() string {
+	return r.kind + "://" + strings.Join(r.endpoints, ",")
 }
 
 // registryKinds are the registries -registry and -proxy know.
