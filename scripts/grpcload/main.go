@@ -63,6 +63,7 @@ func run(args []string, stdout io.Writer) error {
 	defer cancel()
 	type tally struct {
 		good, bad int
+		firstErr  error
 		latencies []time.Duration
 	}
 	tallies := make([]tally, *concurrency)
@@ -81,6 +82,9 @@ func run(args []string, stdout io.Writer) error {
 					t.good++
 				default:
 					t.bad++
+					if t.firstErr == nil {
+						t.firstErr = fmt.Errorf("answer %q, %w", resp.GetV(), err)
+					}
 				}
 				t.latencies = append(t.latencies, time.Since(start))
 			}
@@ -90,9 +94,16 @@ func run(args []string, stdout io.Writer) error {
 	took := time.Since(begin)
 	var good, bad int
 	var all []time.Duration
+	var firstErr error
 	for _, t := range tallies {
 		good, bad = good+t.good, bad+t.bad
 		all = append(all, t.latencies...)
+		if firstErr == nil {
+			firstErr = t.firstErr
+		}
+	}
+	if firstErr != nil {
+		fmt.Fprintln(os.Stderr, "grpcload: first failure:", firstErr)
 	}
 	slices.Sort(all)
 	pct := func(p float64) int64 {
