@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/go-kit/kit/endpoint"
@@ -234,45 +235,54 @@ func (p Policy) hedged(ctx context.Context, src Endpointer, instance *Instance, 
 	deadline time.Time) (any, error) {
 	firstCtx, cancelFirst := context.WithDeadline(ctx, earliest(time.Now().Add(p.AttemptTimeout), deadline))
 	defer cancelFirst()
-	// started gets the hedge's cancel func, or is closed if none is sent;
-	// result gets the hedge's outcome. Both are buffered: neither side
-	// waits for the other.
-	started := make(chan context.CancelFunc, 1)
-	result := make(chan hedgeResult, 1)
+	// h is all the hedge needs, in one allocation; its channel and context
+	// are made only when a hedge is sent, which is rare.
+	h := &hedge{}
+	h.decided.Add(1)
 	timer := time.AfterFunc(p.HedgeAfter, func() {
+		defer h.decided.Done()
 		other := otherInstance(src, instance)
 		if other == nil || !p.HedgeBudget.Allow(time.Now()) {
-			close(started)
 			return
 		}
 		inc(p.Metrics.Hedges)
-		hedgeCtx, cancel := context.WithDeadline(ctx, earliest(time.Now().Add(p.AttemptTimeout), deadline))
-		started <- cancel
+		var hedgeCtx context.Context
+		hedgeCtx, h.cancel = context.WithDeadline(ctx, earliest(time.Now().Add(p.AttemptTimeout), deadline))
+		h.result = make(chan hedgeResult, 1) // buffered: the hedge never waits for the first
 		go func() {
 			response, err := p.call(hedgeCtx, other, request, 1, true)
 			if err == nil {
 				cancelFirst() // the hedge answered first
 			}
-			result <- hedgeResult{response, err}
+			h.result <- hedgeResult{response, err}
 		}()
 	})
 	response, err := p.call(firstCtx, instance, request, 1, false)
 	if timer.Stop() {
 		return response, err // answered before the hedge was due
 	}
-	cancelHedge, sent := <-started
-	if !sent {
+	h.decided.Wait() // the timer fired: wait for it to send the hedge or not
+	if h.result == nil {
 		return response, err
 	}
-	defer cancelHedge()
+	defer h.cancel()
 	if err == nil {
 		return response, nil // the hedge is cancelled on return
 	}
-	if r := <-result; r.err == nil {
+	if r := <-h.result; r.err == nil {
 		inc(p.Metrics.HedgesWon)
 		return r.response, nil
 	}
 	return response, err
+}
+
+// hedge is a hedged attempt's state: decided is done once the timer's
+// function has sent the hedge or not; result and cancel are set, before
+// that, only if it sent one.
+type hedge struct {
+	decided sync.WaitGroup
+	result  chan hedgeResult
+	cancel  context.CancelFunc
 }
 
 // otherInstance returns an instance of src other than not, preferring one
