@@ -46,40 +46,6 @@ func TestRegistrarInstancer(t *testing.T) {
 	}
 }
 
-// TestRegistrarSessionExpiry cuts the registrar's connection for longer
-// than its session timeout, so that the server expires the session and
-// deletes the node; once the connection is back the client opens a new
-// session and the node must come back under it. (Stopping the server with
-// SIGSTOP instead would race: on SIGCONT the server may take the client's
-// waiting reconnect before it expires the session, and keep it.)
-func TestRegistrarSessionExpiry(t *testing.T) {
-	t.Parallel()
-	z := testenv.StartZooKeeper(t)
-	logger := newLogger(t)
-	proxy := startCutProxy(t, z.Addr)
-	client := newClient(t, proxy.Addr, sessionTimeout, logger)
-	metrics := registrarMetrics()
-	runRegistrar(t, client, "127.0.0.1:1001", metrics, logger)
-
-	watcher := newClient(t, z.Addr, 4*sessionTimeout, logger) // not through the proxy
-	in := NewInstancer(watcher, "svc", time.Second, nil, logger)
-	t.Cleanup(in.Stop)
-	rec := record(t, in)
-	rec.waitFor(t, "127.0.0.1:1001")
-	first := client.SessionID()
-
-	proxy.Cut()
-	rec.waitFor(t) // the server expired the session and deleted its node
-	proxy.Restore()
-	rec.waitFor(t, "127.0.0.1:1001")
-	if got := client.SessionID(); got == first || got == 0 {
-		t.Errorf("session after expiry = %#x; want a new one (the first was %#x)", got, first)
-	}
-	if got := value(t, metrics.Registrations); got != 2 {
-		t.Errorf("registrations = %v; want 2", got)
-	}
-}
-
 // TestRegistrarNodeDeleted deletes the node behind the registrar's back:
 // its watch must see it and create the node again.
 func TestRegistrarNodeDeleted(t *testing.T) {
