@@ -19,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -221,26 +220,6 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	}
 	return resp.Header, nil
 }
-
-// maxBackoff bounds the wait between attempts after a failure, so that
-// an instance is back soon after the agent is.
-const maxBackoff = 2 * time.Second
-
-// backoff is the wait before the next attempt after a failure: it doubles
-// up to maxBackoff, with jitter so that many instances do not retry in step.
-type backoff struct{ next time.Duration }
-
-// wait returns how long to wait now and lengthens the next wait.
-func (b *backoff) wait() time.Duration {
-	if b.next == 0 {
-		b.next = 100 * time.Millisecond
-	}
-	d := b.next + rand.N(b.next/4)
-	b.next = min(2*b.next, maxBackoff)
-	return d
-}
-
-func (b *backoff) reset() { b.next = 0 }
 
 // sleep waits for d or until ctx is done, and reports whether ctx is
 // still live.

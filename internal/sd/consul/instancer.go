@@ -87,7 +87,7 @@ func (in *Instancer) loop(ctx context.Context) {
 	defer close(in.done)
 	var (
 		index   uint64 // 0: answer at once
-		backoff backoff
+		backoff instance.Backoff
 		failing bool
 	)
 	for {
@@ -102,7 +102,7 @@ func (in *Instancer) loop(ctx context.Context) {
 				in.logger.Log("msg", "query failed, retrying with backoff", "err", err)
 			}
 			failing, index = true, 0 // the agent may come back on fresh state
-			if !sleep(ctx, backoff.wait()) {
+			if !sleep(ctx, backoff.Wait()) {
 				return
 			}
 			continue
@@ -111,7 +111,7 @@ func (in *Instancer) loop(ctx context.Context) {
 			in.logger.Log("msg", "query succeeded again")
 		}
 		failing = false
-		backoff.reset()
+		backoff.Reset()
 		index = nextIndex(index, newIndex)
 		in.cache.Update(sd.Event{Instances: instances})
 		if !sleep(ctx, minQueryGap) {

@@ -163,7 +163,7 @@ func (r *Registrar) keep(ctx context.Context) {
 // registerRetrying registers until it succeeds or ctx is done, waiting
 // longer after each failure.
 func (r *Registrar) registerRetrying(ctx context.Context) error {
-	var b backoff
+	var b instance.Backoff
 	for {
 		err := r.client.register(ctx, r.reg)
 		if err == nil {
@@ -176,7 +176,7 @@ func (r *Registrar) registerRetrying(ctx context.Context) error {
 			return err
 		}
 		inc(r.metrics.Errors)
-		wait := b.wait()
+		wait := b.Wait()
 		r.logger.Log("msg", "register failed, retrying", "in", wait, "err", err)
 		if !sleep(ctx, wait) {
 			return err

@@ -10,7 +10,6 @@ package zk
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"path"
 	"strings"
 	"sync"
@@ -117,26 +116,6 @@ type zkLogger struct{ logger log.Logger }
 func (l zkLogger) Printf(format string, args ...any) {
 	l.logger.Log("msg", fmt.Sprintf(format, args...), "component", "zk")
 }
-
-// maxBackoff bounds the wait between attempts after a failure, so that
-// an instance is back soon after ZooKeeper is.
-const maxBackoff = 2 * time.Second
-
-// backoff is the wait before the next attempt after a failure: it doubles
-// up to maxBackoff, with jitter so that many instances do not retry in step.
-type backoff struct{ next time.Duration }
-
-// wait returns how long to wait now and lengthens the next wait.
-func (b *backoff) wait() time.Duration {
-	if b.next == 0 {
-		b.next = 100 * time.Millisecond
-	}
-	d := b.next + rand.N(b.next/4)
-	b.next = min(2*b.next, maxBackoff)
-	return d
-}
-
-func (b *backoff) reset() { b.next = 0 }
 
 func inc(c prometheus.Counter) {
 	if c != nil {

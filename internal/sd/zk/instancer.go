@@ -84,16 +84,16 @@ func (in *Instancer) loop(ctx context.Context) {
 	var (
 		watch   <-chan zk.Event // nil while no watch is set
 		retry   <-chan time.Time
-		backoff backoff
+		backoff instance.Backoff
 		lost    bool // the session was lost and that was published
 	)
 	read := func() {
 		var err error
 		if watch, err = in.read(watch); err != nil {
-			retry = time.After(backoff.wait())
+			retry = time.After(backoff.Wait())
 			return
 		}
-		backoff.reset()
+		backoff.Reset()
 		retry, lost = nil, false
 	}
 	read()

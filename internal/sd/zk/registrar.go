@@ -110,7 +110,7 @@ func (r *Registrar) Run(ctx context.Context, firstTimeout time.Duration) error {
 // node and returns it.
 func (r *Registrar) keep(ctx context.Context, watch <-chan zk.Event) (<-chan zk.Event, error) {
 	var (
-		b       backoff
+		b       instance.Backoff
 		created bool // by the last attempt: check it once before waiting
 	)
 	for {
@@ -129,7 +129,7 @@ func (r *Registrar) keep(ctx context.Context, watch <-chan zk.Event) (<-chan zk.
 		}
 		created = false
 		inc(r.metrics.Errors)
-		wait := b.wait()
+		wait := b.Wait()
 		r.logger.Log("msg", "register failed, retrying", "in", wait, "err", err)
 		select {
 		case <-time.After(wait):
