@@ -1,8 +1,10 @@
 // Package instance holds what every instancer and registrar in internal/sd
 // shares: the cache that keeps an instancer's latest event and hands it to
 // each subscriber (go-kit's sd/internal/instance, which cannot be imported
-// from outside go-kit), and the metrics a registrar reports. It knows
-// go-kit's sd.Event and nothing of any registry or of the service.
+// from outside go-kit), the metrics a registrar reports, the grace that
+// holds an update removing every instance (Graced), and the backoff
+// between failed registry calls. It knows go-kit's sd.Event and nothing of
+// any registry or of the service.
 package instance
 
 import (
