@@ -2,17 +2,14 @@ package consul
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/go-kit/kit/sd"
 	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -116,73 +113,6 @@ func runRegistrar(tb testing.TB, client *Client, svc Service, metrics instance.R
 	tb.Cleanup(stop)
 	return stop
 }
-
-// recorder keeps every event an instancer sends.
-type recorder struct {
-	mu     sync.Mutex
-	events []sd.Event
-}
-
-// record subscribes to in until the test ends.
-func record(tb testing.TB, in sd.Instancer) *recorder {
-	tb.Helper()
-	rec := &recorder{}
-	ch := make(chan sd.Event)
-	done := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case ev := <-ch:
-				rec.mu.Lock()
-				rec.events = append(rec.events, ev)
-				rec.mu.Unlock()
-			case <-done:
-				return
-			}
-		}
-	}()
-	in.Register(ch)
-	tb.Cleanup(func() {
-		in.Deregister(ch) // before done: a send under way must be taken
-		close(done)
-	})
-	return rec
-}
-
-// since returns the events from the nth on.
-func (r *recorder) since(n int) []sd.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.events[min(n, len(r.events)):])
-}
-
-func (r *recorder) len() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.events)
-}
-
-// waitFor waits until the latest event is the instances want.
-func (r *recorder) waitFor(tb testing.TB, want ...string) {
-	tb.Helper()
-	testenv.PollUntil(tb, 20*time.Second, fmt.Sprintf("instancer sends %q", want), func() bool {
-		events := r.since(0)
-		if len(events) == 0 {
-			return false
-		}
-		last := events[len(events)-1]
-		return last.Err == nil && slices.Equal(last.Instances, want)
-	})
-}
-
-// waitErr waits until an event from the nth on is an error.
-func (r *recorder) waitErr(tb testing.TB, n int) {
-	tb.Helper()
-	testenv.PollUntil(tb, 20*time.Second, "instancer sends an error", func() bool {
-		return slices.ContainsFunc(r.since(n), func(ev sd.Event) bool { return ev.Err != nil })
-	})
-}
-
 func TestNewClient(t *testing.T) {
 	tests := []struct {
 		give, want string

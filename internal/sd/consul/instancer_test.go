@@ -41,17 +41,17 @@ func TestInstancerCheckCritical(t *testing.T) {
 	runRegistrar(t, client, Service{Name: "svc", Addr: b.Addr}, registrarMetrics(), logger)
 	in := NewInstancer(client, "svc", "", 0, nil, logger)
 	t.Cleanup(in.Stop)
-	rec := record(t, in)
+	rec := testenv.Record(t, in)
 	both := []string{a.Addr, b.Addr}
 	if b.Addr < a.Addr {
 		both = []string{b.Addr, a.Addr}
 	}
-	rec.waitFor(t, both...)
+	rec.WaitFor(t, both...)
 
 	b.down.Store(true)
-	rec.waitFor(t, a.Addr)
+	rec.WaitFor(t, a.Addr)
 	b.down.Store(false)
-	rec.waitFor(t, both...)
+	rec.WaitFor(t, both...)
 }
 
 // TestInstancerTag follows only the instances with a tag.
@@ -66,15 +66,15 @@ func TestInstancerTag(t *testing.T) {
 	runRegistrar(t, client, Service{Name: "svc", Addr: plain.Addr}, registrarMetrics(), logger)
 	everyone := NewInstancer(client, "svc", "", 0, nil, logger)
 	t.Cleanup(everyone.Stop)
-	all := record(t, everyone)
+	all := testenv.Record(t, everyone)
 	in := NewInstancer(client, "svc", "blue", 0, nil, logger)
 	t.Cleanup(in.Stop)
-	rec := record(t, in)
-	rec.waitFor(t, blue.Addr)
+	rec := testenv.Record(t, in)
+	rec.WaitFor(t, blue.Addr)
 	testenv.PollUntil(t, 20*time.Second, "both instances pass", func() bool {
 		return len(lastInstances(all)) == 2
 	})
-	rec.waitFor(t, blue.Addr)
+	rec.WaitFor(t, blue.Addr)
 }
 
 // TestInstancerAgentRestart restarts the -dev agent, which forgets
@@ -93,17 +93,17 @@ func TestInstancerAgentRestart(t *testing.T) {
 	errs := prometheus.NewCounter(prometheus.CounterOpts{Name: "errors"})
 	in := NewInstancer(client, "svc", "", 0, errs, logger)
 	t.Cleanup(in.Stop)
-	rec := record(t, in)
-	rec.waitFor(t, a.Addr)
-	seen := rec.len()
+	rec := testenv.Record(t, in)
+	rec.WaitFor(t, a.Addr)
+	seen := rec.Len()
 
 	agent.Stop(t)
-	rec.waitErr(t, seen)
-	if events := rec.since(seen); events[0].Err == nil {
+	rec.WaitErr(t, seen)
+	if events := rec.Since(seen); events[0].Err == nil {
 		t.Errorf("first event after the agent stopped = %v; want an error", events[0].Instances)
 	}
 	agent.Start(t)
-	rec.waitFor(t, a.Addr)
+	rec.WaitFor(t, a.Addr)
 	if got := value(t, metrics.Registrations); got != 2 {
 		t.Errorf("registrations = %v; want 2", got)
 	}
@@ -111,12 +111,12 @@ func TestInstancerAgentRestart(t *testing.T) {
 		t.Errorf("errors counted = %v; want at least 1", got)
 	}
 	stop() // while the agent started last still runs
-	rec.waitFor(t)
+	rec.WaitFor(t)
 }
 
 // lastInstances returns the latest event's instances.
-func lastInstances(r *recorder) []string {
-	events := r.since(0)
+func lastInstances(r *testenv.Recorder) []string {
+	events := r.Since(0)
 	if len(events) == 0 {
 		return nil
 	}

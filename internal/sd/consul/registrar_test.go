@@ -57,13 +57,13 @@ func TestRegistrarInstancer(t *testing.T) {
 	client := newClient(t, agent.Addr)
 	in := NewInstancer(client, "svc", "", 0, nil, logger)
 	t.Cleanup(in.Stop)
-	rec := record(t, in)
-	rec.waitFor(t)
+	rec := testenv.Record(t, in)
+	rec.WaitFor(t)
 
 	a, b := startBackend(t), startBackend(t)
 	metrics := registrarMetrics()
 	stopA := runRegistrar(t, client, Service{Name: "svc", Addr: a.Addr}, metrics, logger)
-	rec.waitFor(t, a.Addr)
+	rec.WaitFor(t, a.Addr)
 	if got := value(t, metrics.Registered); got != 1 {
 		t.Errorf("registered = %v; want 1", got)
 	}
@@ -72,11 +72,11 @@ func TestRegistrarInstancer(t *testing.T) {
 	if b.Addr < a.Addr {
 		both = []string{b.Addr, a.Addr}
 	}
-	rec.waitFor(t, both...)
+	rec.WaitFor(t, both...)
 	stopB()
-	rec.waitFor(t, a.Addr)
+	rec.WaitFor(t, a.Addr)
 	stopA()
-	rec.waitFor(t)
+	rec.WaitFor(t)
 	if got := value(t, metrics.Registered); got != 0 {
 		t.Errorf("registered after Run returned = %v; want 0", got)
 	}

@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"slices"
 	"stringsvc/internal/testenv"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/go-kit/kit/sd"
 	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -28,7 +26,7 @@ func TestEtcdInstancerConvergesWhileKeysChange(t *testing.T) {
 	t.Cleanup(func() { Close(cli, log.NewNopLogger()) })
 	const prefix = "/services/converge/"
 	var (
-		subscribers []*lastEvent
+		subscribers []*testenv.Recorder
 		want        []string
 	)
 	for i := range 60 {
@@ -46,7 +44,7 @@ func TestEtcdInstancerConvergesWhileKeysChange(t *testing.T) {
 			errs := prometheus.NewCounter(prometheus.CounterOpts{Name: "errors"})
 			in := NewInstancer(cli, prefix, time.Hour, errs, log.NewNopLogger())
 			t.Cleanup(in.Stop)
-			subscribers = append(subscribers, subscribe(t, in))
+			subscribers = append(subscribers, testenv.Record(t, in))
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -65,42 +63,12 @@ func TestEtcdInstancerConvergesWhileKeysChange(t *testing.T) {
 	for i, s := range subscribers {
 		what := fmt.Sprintf("instancer %d has the %d instances", i+1, len(want))
 		testenv.PollUntil(t, 5*time.Second, what, func() bool {
-			ev := s.get()
+			events := s.Since(0)
+			if len(events) == 0 {
+				return false
+			}
+			ev := events[len(events)-1]
 			return ev.Err == nil && slices.Equal(ev.Instances, want)
 		})
 	}
-}
-
-// lastEvent keeps the last event an instancer sent.
-type lastEvent struct {
-	mu sync.Mutex
-	ev sd.Event
-}
-
-func (l *lastEvent) get() sd.Event {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.ev
-}
-
-// subscribe registers with in until the test ends.
-func subscribe(tb testing.TB, in sd.Instancer) *lastEvent {
-	l := new(lastEvent)
-	events := make(chan sd.Event)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for ev := range events {
-			l.mu.Lock()
-			l.ev = ev
-			l.mu.Unlock()
-		}
-	}()
-	in.Register(events)
-	tb.Cleanup(func() {
-		in.Deregister(events)
-		close(events)
-		<-done
-	})
-	return l
 }

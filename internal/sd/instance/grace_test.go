@@ -2,7 +2,6 @@ package instance
 
 import (
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,47 +18,20 @@ type source struct{ Cache }
 
 func (*source) Stop() {}
 
-// recorder keeps every event a subscriber received.
-type recorder struct {
-	mu     sync.Mutex
-	events []sd.Event
-}
-
-func record(tb testing.TB, in sd.Instancer) *recorder {
-	r := new(recorder)
-	ch := make(chan sd.Event)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for ev := range ch {
-			r.mu.Lock()
-			r.events = append(r.events, ev)
-			r.mu.Unlock()
-		}
-	}()
-	in.Register(ch)
-	tb.Cleanup(func() {
-		in.Deregister(ch)
-		close(ch)
-		<-done
-	})
-	return r
-}
-
-func (r *recorder) last() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.events) == 0 {
+// last is the instances of the latest event r got, nil for none.
+func last(r *testenv.Recorder) []string {
+	events := r.Since(0)
+	if len(events) == 0 {
 		return nil
 	}
-	return r.events[len(r.events)-1].Instances
+	return events[len(events)-1].Instances
 }
 
-func (r *recorder) sawEmptyAfterInstances() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// sawEmptyAfterInstances reports whether r got an empty set, not an error,
+// after a set with instances.
+func sawEmptyAfterInstances(r *testenv.Recorder) bool {
 	had := false
-	for _, ev := range r.events {
+	for _, ev := range r.Since(0) {
 		if len(ev.Instances) > 0 {
 			had = true
 		} else if had && ev.Err == nil {
@@ -74,18 +46,18 @@ func TestGracedHoldsAnEmptySetWhileInstancesComeBack(t *testing.T) {
 	held := prometheus.NewCounter(prometheus.CounterOpts{Name: "held"})
 	g := NewGraced(src, time.Hour, held, log.NewNopLogger()) // the grace never runs out here
 	t.Cleanup(g.Stop)
-	r := record(t, g)
+	r := testenv.Record(t, g)
 
 	src.Update(sd.Event{Instances: []string{"a:1", "b:1"}})
 	testenv.PollUntil(t, 5*time.Second, "both instances passed on", func() bool {
-		return slices.Equal(r.last(), []string{"a:1", "b:1"})
+		return slices.Equal(last(r), []string{"a:1", "b:1"})
 	})
 	src.Update(sd.Event{Instances: []string{}}) // the registry restarted empty
 	src.Update(sd.Event{Instances: []string{"a:1"}})
 	testenv.PollUntil(t, 5*time.Second, "the re-registered instance passed on", func() bool {
-		return slices.Equal(r.last(), []string{"a:1"})
+		return slices.Equal(last(r), []string{"a:1"})
 	})
-	if r.sawEmptyAfterInstances() {
+	if sawEmptyAfterInstances(r) {
 		t.Errorf("subscriber saw an empty set; want the last set kept through the grace period")
 	}
 	if got := testutil.ToFloat64(held); got != 1 {
@@ -98,16 +70,16 @@ func TestGracedPassesAnEmptySetThatHolds(t *testing.T) {
 	held := prometheus.NewCounter(prometheus.CounterOpts{Name: "held"})
 	g := NewGraced(src, 10*time.Millisecond, held, log.NewNopLogger())
 	t.Cleanup(g.Stop)
-	r := record(t, g)
+	r := testenv.Record(t, g)
 
 	src.Update(sd.Event{Instances: []string{"a:1"}})
 	testenv.PollUntil(t, 5*time.Second, "the instance passed on", func() bool {
-		return slices.Equal(r.last(), []string{"a:1"})
+		return slices.Equal(last(r), []string{"a:1"})
 	})
 	src.Update(sd.Event{Instances: []string{}})
-	testenv.PollUntil(t, 5*time.Second, "the empty set passed on after the grace", r.sawEmptyAfterInstances)
+	testenv.PollUntil(t, 5*time.Second, "the empty set passed on after the grace", func() bool { return sawEmptyAfterInstances(r) })
 	src.Update(sd.Event{Instances: []string{"b:1", "a:1"}}) // and back, at once
 	testenv.PollUntil(t, 5*time.Second, "instances passed on again", func() bool {
-		return slices.Equal(r.last(), []string{"a:1", "b:1"})
+		return slices.Equal(last(r), []string{"a:1", "b:1"})
 	})
 }

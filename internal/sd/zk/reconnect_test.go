@@ -34,29 +34,29 @@ func TestInstancerServerRestart(t *testing.T) {
 	errs := prometheus.NewCounter(prometheus.CounterOpts{Name: "errors"})
 	in := NewInstancer(client, "svc", time.Second, errs, logger)
 	t.Cleanup(in.Stop)
-	rec := record(t, in)
-	rec.waitFor(t, "127.0.0.1:1001")
-	seen := rec.len()
+	rec := testenv.Record(t, in)
+	rec.WaitFor(t, "127.0.0.1:1001")
+	seen := rec.Len()
 
 	z.Stop(t)
-	rec.waitErr(t, seen)
+	rec.WaitErr(t, seen)
 	z.Start(t)
-	rec.waitFor(t, "127.0.0.1:1001")
+	rec.WaitFor(t, "127.0.0.1:1001")
 
-	for _, ev := range rec.since(seen) {
+	for _, ev := range rec.Since(seen) {
 		if ev.Err == nil && !slices.Equal(ev.Instances, []string{"127.0.0.1:1001"}) {
 			t.Errorf("event during the restart = %v; want an error or the one instance", ev.Instances)
 		}
 	}
 	noSession := func(ev sd.Event) bool { return errors.Is(ev.Err, errNoSession) }
-	if !slices.ContainsFunc(rec.since(seen), noSession) {
+	if !slices.ContainsFunc(rec.Since(seen), noSession) {
 		t.Errorf("events during the restart have no %q error", errNoSession)
 	}
 	if got := value(t, errs); got < 1 {
 		t.Errorf("errors counted = %v; want at least 1", got)
 	}
 	stop() // while the server started last still runs
-	rec.waitFor(t)
+	rec.WaitFor(t)
 }
 
 // TestRegistrarSessionExpiry cuts the registrar's connection for longer
@@ -77,14 +77,14 @@ func TestRegistrarSessionExpiry(t *testing.T) {
 	watcher := newClient(t, z.Addr, 4*sessionTimeout, logger) // not through the proxy
 	in := NewInstancer(watcher, "svc", time.Second, nil, logger)
 	t.Cleanup(in.Stop)
-	rec := record(t, in)
-	rec.waitFor(t, "127.0.0.1:1001")
+	rec := testenv.Record(t, in)
+	rec.WaitFor(t, "127.0.0.1:1001")
 	first := client.SessionID()
 
 	proxy.Cut()
-	rec.waitFor(t) // the server expired the session and deleted its node
+	rec.WaitFor(t) // the server expired the session and deleted its node
 	proxy.Restore()
-	rec.waitFor(t, "127.0.0.1:1001")
+	rec.WaitFor(t, "127.0.0.1:1001")
 	if got := client.SessionID(); got == first || got == 0 {
 		t.Errorf("session after expiry = %#x; want a new one (the first was %#x)", got, first)
 	}

@@ -19,12 +19,12 @@ func TestRegistrarInstancer(t *testing.T) {
 	client := newClient(t, z.Addr, sessionTimeout, logger)
 	in := NewInstancer(client, "svc", time.Second, nil, logger)
 	t.Cleanup(in.Stop)
-	rec := record(t, in)
-	rec.waitFor(t) // the service's node is created, with no children
+	rec := testenv.Record(t, in)
+	rec.WaitFor(t) // the service's node is created, with no children
 
 	metrics := registrarMetrics()
 	stopA := runRegistrar(t, client, "127.0.0.1:1001", metrics, logger)
-	rec.waitFor(t, "127.0.0.1:1001")
+	rec.WaitFor(t, "127.0.0.1:1001")
 	if got := value(t, metrics.Registered); got != 1 {
 		t.Errorf("registered = %v; want 1", got)
 	}
@@ -32,12 +32,12 @@ func TestRegistrarInstancer(t *testing.T) {
 	// A second instance, with a session of its own.
 	other := newClient(t, z.Addr, sessionTimeout, logger)
 	stopB := runRegistrar(t, other, "127.0.0.1:1002", registrarMetrics(), logger)
-	rec.waitFor(t, "127.0.0.1:1001", "127.0.0.1:1002")
+	rec.WaitFor(t, "127.0.0.1:1001", "127.0.0.1:1002")
 	stopB()
-	rec.waitFor(t, "127.0.0.1:1001")
+	rec.WaitFor(t, "127.0.0.1:1001")
 
 	stopA()
-	rec.waitFor(t)
+	rec.WaitFor(t)
 	if got := value(t, metrics.Registered); got != 0 {
 		t.Errorf("registered after Run returned = %v; want 0", got)
 	}
@@ -57,8 +57,8 @@ func TestRegistrarNodeDeleted(t *testing.T) {
 	runRegistrar(t, client, "127.0.0.1:1001", metrics, logger)
 	in := NewInstancer(client, "svc", time.Minute, nil, logger) // resync too slow to help
 	t.Cleanup(in.Stop)
-	rec := record(t, in)
-	rec.waitFor(t, "127.0.0.1:1001")
+	rec := testenv.Record(t, in)
+	rec.WaitFor(t, "127.0.0.1:1001")
 
 	admin := newClient(t, z.Addr, sessionTimeout, logger)
 	testenv.PollUntil(t, 10*time.Second, "delete the node", func() bool {
@@ -68,7 +68,7 @@ func TestRegistrarNodeDeleted(t *testing.T) {
 	testenv.PollUntil(t, 10*time.Second, "the node created again", func() bool {
 		return value(t, metrics.Registrations) == 2
 	})
-	rec.waitFor(t, "127.0.0.1:1001")
+	rec.WaitFor(t, "127.0.0.1:1001")
 }
 
 // TestRegistrarReplacesStaleNode leaves a node of the same address under
